@@ -1,0 +1,5 @@
+"""Learned currents and gates: ``nn.Module``s that follow the learned-current contract (README)."""
+from .hh import HHPotassium, HHSodium
+from .mlp import MLPCurrent
+
+__all__ = ["HHPotassium", "HHSodium", "MLPCurrent"]

@@ -1,0 +1,254 @@
+"""Compile the C++ bridge and every NMODL mechanism into one cached, loadable NEURON library.
+
+NEURON loads one mechanism library per name and registers each mechanism name once per process, so
+neuron-hybrid compiles its own MOD files (``mod/`` recursively, plus the learned-current mechanisms
+rendered from ``mod/learned/learned_current.mod.in``) and any user MOD directories together. Builds
+are cached under ``$NEURON_HYBRID_CACHE`` (default ``~/.cache/neuron_hybrid``), keyed by a hash of
+every source, the compiler flags and the torch/NEURON/Python versions, so they are rebuilt only when
+one of these changes. A file lock makes concurrent first uses (pytest workers, MPI ranks) safe.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+KMAX = 8  # latents per learned-current mechanism; must equal NH_KMAX in nh_bridge.h
+N_DENSITY_SLOTS = 6  # nh_learned0..5: at most this many different learned density currents per section
+DENSITY_SUFFIXES = tuple(f"nh_learned{k}" for k in range(N_DENSITY_SLOTS))
+POINT_PROCESS = "NhLearnedPoint"
+
+_BRIDGE_DIR = Path(__file__).resolve().parent / "bridge"
+_loaded: "MechanismLibrary | None" = None
+
+
+class BuildError(RuntimeError):
+    """Compiling the bridge or the MOD files failed; the message names the log file."""
+
+
+@dataclass(frozen=True)
+class MechanismLibrary:
+    """A compiled mechanism library: ``directory/x86_64/libnrnmech.so`` and the bridge beside it."""
+
+    directory: Path
+    bridge: Path
+    mechanisms: tuple[str, ...]
+
+    @property
+    def library(self) -> Path:
+        return self.directory / platform.machine() / "libnrnmech.so"
+
+
+def package_mod_dir() -> Path:
+    """The package's ``mod/`` folder (the repository's for source/editable installs)."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[2] / "mod", here.parents[1] / "_data" / "mod"):
+        if (candidate / "learned" / "learned_current.mod.in").is_file():
+            return candidate
+    raise BuildError(f"neuron-hybrid's mod/ folder was not found next to {here.parents[1]}; reinstall the package")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("NEURON_HYBRID_CACHE", Path.home() / ".cache" / "neuron_hybrid"))
+
+
+def render_learned_mechanisms() -> dict[str, str]:
+    """Render the learned-current template into {file name: MOD text} for every slot."""
+    template = (package_mod_dir() / "learned" / "learned_current.mod.in").read_text()
+    out = {}
+    specs = [(s, f"SUFFIX {s}", "mA/cm2", "S/cm2") for s in DENSITY_SUFFIXES]
+    specs.append((POINT_PROCESS, f"POINT_PROCESS {POINT_PROCESS}", "nA", "uS"))
+    for name, kind_line, iunit, gunit in specs:
+        lines = []
+        for line in template.splitlines():
+            if line.startswith(":"):
+                continue  # template comments
+            if "@k" in line:
+                lines.extend(line.replace("@k0", str(k - 1)).replace("@k", str(k)) for k in range(1, KMAX + 1))
+            else:
+                lines.append(line)
+        text = "\n".join(lines) + "\n"
+        text = (
+            text.replace("@NAME@", name)
+            .replace("@KIND_LINE@", kind_line)
+            .replace("@IUNIT@", iunit)
+            .replace("@GUNIT@", gunit)
+            .replace("@KMAX@", str(KMAX))
+            .replace("@ZLIST@", ", ".join(f"z{k}" for k in range(1, KMAX + 1)))
+        )
+        out[f"{name}.mod"] = text
+    return out
+
+
+def _collect_mod_files(extra_mod_dirs) -> dict[str, Path | str]:
+    """{file name: path or rendered text}; errors on duplicate mechanism file names."""
+    files: dict[str, Path | str] = {}
+    origin: dict[str, str] = {}
+    sources = [("neuron-hybrid", p) for p in sorted(package_mod_dir().rglob("*.mod"))]
+    for d in extra_mod_dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise BuildError(f"MOD directory {d} does not exist; pass a folder containing .mod files")
+        mods = sorted(d.glob("*.mod"))
+        if not mods:
+            raise BuildError(f"MOD directory {d} contains no .mod files")
+        sources += [(str(d), p) for p in mods]
+    for who, p in sources:
+        if p.name in files:
+            raise BuildError(
+                f"two MOD files named {p.name}: {origin[p.name]} and {who}; NEURON needs unique mechanism names, "
+                "rename one of them"
+            )
+        files[p.name] = p
+        origin[p.name] = who
+    for name, text in render_learned_mechanisms().items():
+        if name in files:
+            raise BuildError(f"{origin[name]} has {name}, which clashes with a neuron-hybrid mechanism; rename it")
+        files[name] = text
+    return files
+
+
+def _torch_flags():
+    import torch
+    from torch.utils import cpp_extension
+
+    inc = [f"-I{p}" for p in cpp_extension.include_paths()]
+    libdirs = cpp_extension.library_paths()
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    cflags = ["-O3", "-std=c++17", "-fPIC", "-shared", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *inc]
+    ldflags = [f"-L{d}" for d in libdirs] + [f"-Wl,-rpath,{d}" for d in libdirs] + ["-ltorch", "-ltorch_cpu", "-lc10", "-ldl"]
+    return cflags, ldflags, torch.__version__
+
+
+def _build_key(files: dict, cflags) -> str:
+    import neuron
+
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode())
+        src = files[name]
+        h.update(src.read_bytes() if isinstance(src, Path) else src.encode())
+    for p in sorted(_BRIDGE_DIR.glob("nh_bridge.*")):
+        h.update(p.read_bytes())
+    import torch
+
+    h.update(" ".join(cflags).encode())
+    h.update(f"{torch.__version__}|{neuron.__version__}|{sys.version}|{platform.machine()}".encode())
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run(cmd, cwd: Path, log: Path, what: str):
+    with open(log, "a") as fh:
+        fh.write("$ " + " ".join(map(str, cmd)) + "\n")
+        fh.flush()
+        proc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-25:])
+        raise BuildError(f"{what} failed (exit {proc.returncode}); full log: {log}\n{tail}")
+
+
+def _nrnivmodl() -> str:
+    exe = shutil.which("nrnivmodl")
+    if exe is None:
+        cand = Path(sys.executable).parent / "nrnivmodl"
+        if cand.exists():
+            return str(cand)
+        raise BuildError("nrnivmodl was not found on PATH; install NEURON with `pip install neuron`")
+    return exe
+
+
+def build(extra_mod_dirs=(), verbose: bool = False) -> MechanismLibrary:
+    """Compile (or reuse from the cache) the bridge plus all MOD files; returns the library.
+
+    extra_mod_dirs: folders of the user's own .mod files, compiled into the same library.
+    """
+    files = _collect_mod_files(extra_mod_dirs)
+    cflags, ldflags, _ = _torch_flags()
+    key = _build_key(files, cflags)
+    target = cache_root() / f"mech-{key}"
+    mechanisms = tuple(sorted(Path(n).stem for n in files))
+    lib = MechanismLibrary(target, target / "libnh_bridge.so", mechanisms)
+    if lib.library.is_file() and lib.bridge.is_file():
+        return lib
+    with _file_lock(cache_root() / f"mech-{key}.lock"):
+        if lib.library.is_file() and lib.bridge.is_file():
+            return lib
+        work = Path(tempfile.mkdtemp(prefix=f"mech-{key}-", dir=cache_root()))
+        log = work / "build.log"
+        if verbose:
+            print(f"neuron-hybrid: compiling {len(files)} mechanisms and the bridge in {work} ...", file=sys.stderr)
+        bridge = work / "libnh_bridge.so"
+        _run(["g++", *cflags, str(_BRIDGE_DIR / "nh_bridge.cpp"), "-o", str(bridge), *ldflags], work, log,
+             "compiling the C++ bridge (neuron_hybrid/runtime/bridge/nh_bridge.cpp)")
+        moddir = work / "mod"
+        moddir.mkdir()
+        for name, src in files.items():
+            dst = moddir / name
+            if isinstance(src, Path):
+                shutil.copyfile(src, dst)
+            else:
+                dst.write_text(src)
+        # nrnivmodl writes ./x86_64 in its working directory; the final location is fixed by rpath
+        loadflags = f"-L{work} -lnh_bridge -Wl,-rpath,{target}"
+        _run([_nrnivmodl(), "-incflags", f"-I{_BRIDGE_DIR}", "-loadflags", loadflags, "mod"], work, log,
+             "compiling the MOD files with nrnivmodl")
+        if not (work / platform.machine() / "libnrnmech.so").is_file():
+            raise BuildError(f"nrnivmodl produced no libnrnmech.so; see {log}")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(work, target)  # atomic: a half-built library is never visible under the final name
+    return lib
+
+
+def load_mechanisms(extra_mod_dirs=(), verbose: bool = True) -> MechanismLibrary:
+    """Build (once, cached) and load neuron-hybrid's mechanisms, plus the user's MOD directories.
+
+    Safe to call repeatedly. Raises if a different set of mechanisms was already loaded into this
+    process, since NEURON cannot unload mechanisms (restart Python, or pass every MOD directory in one call).
+    """
+    global _loaded
+    lib = build(extra_mod_dirs, verbose=verbose)
+    if _loaded is not None:
+        if _loaded.directory == lib.directory:
+            return _loaded
+        raise RuntimeError(
+            f"neuron-hybrid mechanisms from {_loaded.directory} are already loaded in this process; NEURON cannot "
+            f"load a second library with the same mechanism names ({lib.directory}). Restart Python and call "
+            "load_mechanisms(extra_mod_dirs=[...]) once with every MOD directory you need."
+        )
+    import neuron
+    from neuron import h
+
+    if hasattr(h, "nh_load"):
+        raise RuntimeError(
+            "neuron-hybrid mechanisms are already loaded in this process from another library (for example "
+            "nrn_load_dll or an x86_64/ folder in the working directory); restart Python without it"
+        )
+    if not neuron.load_mechanisms(str(lib.directory), warn_if_already_loaded=False):
+        raise BuildError(f"NEURON could not load {lib.library}")
+    _loaded = lib
+    return lib
+
+
+def loaded_library() -> MechanismLibrary | None:
+    """The library loaded by :func:`load_mechanisms` in this process, if any."""
+    return _loaded
