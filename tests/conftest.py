@@ -25,7 +25,7 @@ def _neuron_defaults():
         from neuron import h as _h
     except ImportError:  # pragma: no cover
         return
-    _h.cvode_active(0)
+    _h.CVode().active(0)
     _h.celsius = 6.3
     _h.dt = 0.025
     pc = _h.ParallelContext()

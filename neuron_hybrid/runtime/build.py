@@ -123,9 +123,40 @@ def _torch_flags():
     inc = [f"-I{p}" for p in cpp_extension.include_paths()]
     libdirs = cpp_extension.library_paths()
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    cflags = ["-O3", "-std=c++17", "-fPIC", "-shared", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *inc]
+    cflags = ["-O3", "-std=c++17", "-fPIC", "-shared", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *_cpu_flags(), *inc]
     ldflags = [f"-L{d}" for d in libdirs] + [f"-Wl,-rpath,{d}" for d in libdirs] + ["-ltorch", "-ltorch_cpu", "-lc10", "-ldl"]
+    if "-DNH_USE_LIBMVEC" in cflags:
+        ldflags.append("-lmvec")
     return cflags, ldflags, torch.__version__
+
+
+def _cpu_flags() -> list[str]:
+    """Tune for this CPU (the cache key includes its feature flags) and use glibc's vector maths if present.
+
+    Set NEURON_HYBRID_PORTABLE=1 to build for a generic x86-64 instead (e.g. a cache shared by machines).
+    """
+    if os.environ.get("NEURON_HYBRID_PORTABLE") or platform.machine() not in ("x86_64", "AMD64"):
+        return []
+    flags = ["-march=native", "-mprefer-vector-width=256"]
+    cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    has_mvec = any(Path(d, "libmvec.so.1").exists() for d in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64"))
+    if " avx2" in cpu and has_mvec and _glibc_at_least(2, 35):
+        flags.append("-DNH_USE_LIBMVEC")
+    return flags
+
+
+def _glibc_at_least(major: int, minor: int) -> bool:
+    name, version = platform.libc_ver()
+    if name != "glibc" or not version:
+        return False
+    parts = tuple(int(x) for x in version.split(".")[:2])
+    return parts >= (major, minor)
+
+
+def _cpu_signature() -> str:
+    cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = next((line for line in cpu.splitlines() if line.startswith("flags")), "")
+    return hashlib.sha256(flags.encode()).hexdigest()[:12]
 
 
 def _build_key(files: dict, cflags) -> str:
@@ -141,7 +172,7 @@ def _build_key(files: dict, cflags) -> str:
     import torch
 
     h.update(" ".join(cflags).encode())
-    h.update(f"{torch.__version__}|{neuron.__version__}|{sys.version}|{platform.machine()}".encode())
+    h.update(f"{torch.__version__}|{neuron.__version__}|{sys.version}|{platform.machine()}|{_cpu_signature()}".encode())
     return h.hexdigest()[:16]
 
 

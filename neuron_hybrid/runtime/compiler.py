@@ -150,7 +150,7 @@ class _Compiler:
                 for o, r in zip(outs, res):
                     env[o] = r
         else:
-            raise Unsupported(f"operation {kind}")
+            raise Unsupported(f"unsupported operation {kind}")
 
     # -- operations -----------------------------------------------------------------------
     @staticmethod
@@ -194,7 +194,7 @@ class _Compiler:
             return self.view_op(name, ins)
         if name in _IDENTITY:
             return ins[0]
-        raise Unsupported(f"operation {kind}")
+        raise Unsupported(f"unsupported operation {kind}")
 
     def example_args(self, ins):
         def ex(x):

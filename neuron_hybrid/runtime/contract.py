@@ -42,8 +42,14 @@ def read_attributes(module, where: str) -> ContractInfo:
         )
     for meth in ("rates", "current"):
         if not callable(getattr(module, meth, None)):
+            hint = (
+                " (a scripted module keeps methods other than forward only if they are marked @torch.jit.export; "
+                "neuron_hybrid.export does this for you)"
+                if isinstance(module, torch.jit.ScriptModule)
+                else ""
+            )
             raise ContractError(
-                f"{where} has no method {meth}(); see the contract: rates(v) -> (z_inf, tau), current(v, z) -> i"
+                f"{where} has no method {meth}(); see the contract: rates(v) -> (z_inf, tau), current(v, z) -> i{hint}"
             )
     n = module.n_latent
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:

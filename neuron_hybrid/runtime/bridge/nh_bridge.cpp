@@ -13,6 +13,13 @@
 #include <torch/script.h>
 
 #include <dlfcn.h>
+#if defined(__AVX2__) && defined(NH_USE_LIBMVEC)
+#include <immintrin.h>
+// glibc's vector math library (libmvec, glibc >= 2.35): 4 doubles per call, a few ulp accurate
+extern "C" __m256d _ZGVdN4v_tanh(__m256d);
+extern "C" __m256d _ZGVdN4v_exp(__m256d);
+#define NH_VEC4 1
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -59,6 +66,7 @@ struct Instr {
     std::vector<int> in;
     std::vector<int> ip;
     std::vector<double> dp;
+    std::vector<double> wt;  // LINEAR: weights transposed to [Kin][M] for vectorised accumulation
 };
 
 struct Tape {
@@ -147,6 +155,13 @@ Tape parse_tape(const std::string& text) {
             nd = nd || t.need_dot[s];
         }
         t.need_dot[ins.out] = nd;
+        if (ins.op == LINEAR) {
+            const int Kin = ins.ip[1], M = ins.ip[2];
+            if ((int)ins.dp.size() < M * Kin + (ins.ip[3] ? M : 0)) throw std::runtime_error("linear weights truncated");
+            ins.wt.resize((size_t)M * Kin);
+            for (int m = 0; m < M; ++m)
+                for (int k = 0; k < Kin; ++k) ins.wt[(size_t)k * M + m] = ins.dp[(size_t)m * Kin + k];
+        }
         t.code.push_back(std::move(ins));
     }
     for (int s : t.outputs)
@@ -163,6 +178,49 @@ struct TapeRun {
     const double* V(int s) const { return t.is_const[s] ? t.const_pool.data() + t.offset[s] : val + t.offset[s]; }
     const double* D(int s) const { return (with_dot && t.need_dot[s]) ? dot + t.offset[s] : t.zeros.data(); }
 };
+
+// y = b + W x and dy = W dx for one row, with the M outputs held in registers (M known at compile time).
+template <int M>
+inline void linear_row_fixed(const double* __restrict Wt, const double* b, int Kin, const double* x, const double* dx,
+                             double* __restrict y, double* __restrict dy, bool nd) {
+    double acc[M], dacc[M];
+    for (int m = 0; m < M; ++m) { acc[m] = b ? b[m] : 0.0; dacc[m] = 0.0; }
+    for (int k = 0; k < Kin; ++k) {
+        const double* __restrict w = Wt + (size_t)k * M;
+        const double xk = x[k];
+        for (int m = 0; m < M; ++m) acc[m] += w[m] * xk;
+    }
+    if (nd)
+        for (int k = 0; k < Kin; ++k) {
+            const double dxk = dx[k];
+            if (dxk == 0.0) continue;
+            const double* __restrict w = Wt + (size_t)k * M;
+            for (int m = 0; m < M; ++m) dacc[m] += w[m] * dxk;
+        }
+    for (int m = 0; m < M; ++m) y[m] = acc[m];
+    if (nd) for (int m = 0; m < M; ++m) dy[m] = dacc[m];
+}
+
+void linear_row(const double* Wt, const double* b, int Kin, int M, const double* x, const double* dx, double* y,
+                double* dy, bool nd) {
+    switch (M) {
+        case 1: return linear_row_fixed<1>(Wt, b, Kin, x, dx, y, dy, nd);
+        case 2: return linear_row_fixed<2>(Wt, b, Kin, x, dx, y, dy, nd);
+        case 4: return linear_row_fixed<4>(Wt, b, Kin, x, dx, y, dy, nd);
+        case 8: return linear_row_fixed<8>(Wt, b, Kin, x, dx, y, dy, nd);
+        case 16: return linear_row_fixed<16>(Wt, b, Kin, x, dx, y, dy, nd);
+        case 32: return linear_row_fixed<32>(Wt, b, Kin, x, dx, y, dy, nd);
+        case 64: return linear_row_fixed<64>(Wt, b, Kin, x, dx, y, dy, nd);
+        default: break;
+    }
+    for (int m = 0; m < M; ++m) { y[m] = b ? b[m] : 0.0; if (nd) dy[m] = 0.0; }
+    for (int k = 0; k < Kin; ++k) {
+        const double* w = Wt + (size_t)k * M;
+        for (int m = 0; m < M; ++m) y[m] += w[m] * x[k];
+        if (nd && dx[k] != 0.0)
+            for (int m = 0; m < M; ++m) dy[m] += w[m] * dx[k];
+    }
+}
 
 inline double sigm(double x) { return x >= 0 ? 1.0 / (1.0 + std::exp(-x)) : std::exp(x) / (1.0 + std::exp(x)); }
 
@@ -228,11 +286,36 @@ void run_tape(const Tape& t, double v, const double* z, bool with_dot, std::vect
                 }
                 break;
             }
+#ifdef NH_VEC4
+            case TANH: case EXP: {
+                const double* a = r.V(ins.in[0]);
+                const double* da = r.D(ins.in[0]);
+                int k = 0;
+                for (; k + 4 <= n; k += 4) {
+                    const __m256d x = _mm256_loadu_pd(a + k);
+                    _mm256_storeu_pd(y + k, ins.op == TANH ? _ZGVdN4v_tanh(x) : _ZGVdN4v_exp(x));
+                }
+                _mm256_zeroupper();  // avoid AVX-SSE transition penalties in later scalar libm calls
+                for (; k < n; ++k) y[k] = ins.op == TANH ? std::tanh(a[k]) : std::exp(a[k]);
+                if (nd) {
+                    if (ins.op == TANH)
+                        for (int j = 0; j < n; ++j) dy[j] = (1.0 - y[j] * y[j]) * da[j];
+                    else
+                        for (int j = 0; j < n; ++j) dy[j] = y[j] * da[j];
+                }
+                break;
+            }
+            case NEG: case LOG: case SIGMOID: case RELU: case SOFTPLUS:
+#else
             case NEG: case EXP: case LOG: case TANH: case SIGMOID: case RELU: case SOFTPLUS:
+#endif
             case SQRT: case POWC: case CLAMP: case ABS: case SCALE: case SIN: case COS:
             case EXPM1: case LOG1P: case RECIP: {
                 const double* a = r.V(ins.in[0]);
                 const double* da = r.D(ins.in[0]);
+#ifdef NH_VEC4
+                _mm256_zeroupper();  // libm's scalar functions are SSE code: avoid AVX-SSE transition stalls
+#endif
                 for (int k = 0; k < n; ++k) {
                     const double x = a[k];
                     double yk, d;  // d = dy/dx
@@ -312,22 +395,11 @@ void run_tape(const Tape& t, double v, const double* z, bool with_dot, std::vect
                 const int R = ins.ip[0], Kin = ins.ip[1], M = ins.ip[2], has_b = ins.ip[3];
                 const double* x = r.V(ins.in[0]);
                 const double* dx = r.D(ins.in[0]);
-                const double* W = ins.dp.data();
-                const double* b = has_b ? W + (size_t)M * Kin : nullptr;
+                const double* Wt = ins.wt.data();
+                const double* b = has_b ? ins.dp.data() + (size_t)M * Kin : nullptr;
                 for (int i = 0; i < R; ++i)
-                    for (int m = 0; m < M; ++m) {
-                        const double* w = W + (size_t)m * Kin;
-                        const double* xi = x + (size_t)i * Kin;
-                        double acc = b ? b[m] : 0.0;
-                        for (int k = 0; k < Kin; ++k) acc += w[k] * xi[k];
-                        y[i * M + m] = acc;
-                        if (nd) {
-                            const double* dxi = dx + (size_t)i * Kin;
-                            double dacc = 0.0;
-                            for (int k = 0; k < Kin; ++k) dacc += w[k] * dxi[k];
-                            dy[i * M + m] = dacc;
-                        }
-                    }
+                    linear_row(Wt, b, Kin, M, x + (size_t)i * Kin, dx + (size_t)i * Kin, y + (size_t)i * M,
+                               dy + (size_t)i * M, nd);
                 break;
             }
             case MATMUL: {  // a [R, Kc] @ b [Kc, C]
@@ -838,7 +910,7 @@ int nhb_rates(int h, int instance, double v, double* zinf, double* tau) {
     if (!m)
         return fail("learned-current mechanism instance " + std::to_string(instance) + " has model handle " +
                     std::to_string(h) + ", which is not a loaded model: set it with LearnedCurrent.insert() "
-                    "or from hoc with model_<suffix> = nhb_load(\"file.pt\")");
+                    "or from hoc with model_id_<suffix> = nh_load(\"file.pt\")");
     bool clamped;
     const double vc = clamp_v(m, instance, v, clamped);
     if (clamped && m->raise.load()) {
