@@ -1,0 +1,88 @@
+"""The learned axial current of a reduced cell: conductance-form latents (a point current in nA).
+
+    I_ax(V, z) = sum_k g_k (V - z_k),        g_k = w_k^2 >= 0 (uS)
+    dz_k/dt = (z_inf,k(V) - z_k) / tau_k(V)
+    z_inf,k(V) = E0 + a_k (V - E0) + c_k + s_inf * MLP(V)_k                  (mV)
+    tau_k(V) = tau_min + exp(log_tau0_k + r * tanh(MLP(V)_{K+k} / r))        (ms)
+
+Each latent is a voltage the soma sees through a positive conductance, like a dendritic
+compartment behind an axial resistance; the linear parts (a_k, c_k, tau0_k) carry a closed-form
+linear filter-bank fit, the MLP (1-W-...-W-2K, tanh, last layer zero at start) the nonlinearity of
+the active dendrites. The current is linear in V, so NEURON's implicit step treats sum g_k exactly,
+which keeps the closed loop stable. A new module has g = 0: the untrained hybrid equals the plain soma.
+"""
+import math
+
+import torch
+from torch import nn
+
+from .mlp import mlp
+
+
+class LatentAxialCurrent(nn.Module):
+    """Axial current drawn by the dendrites from the soma, in nA (outward = leaving the soma).
+
+    n_latent: K latents; v_min/v_max: trained range (mV); e0_mV: reference (rest) potential;
+    tau_init_ms: initial time constants (K values, ms); width/depth: MLP size.
+    """
+
+    n_latent: int
+    v_min: float
+    v_max: float
+    kind: str
+
+    def __init__(self, n_latent: int = 4, v_min: float = -110.0, v_max: float = 60.0, e0_mV: float = -70.0,
+                 tau_init_ms=None, width: int = 32, depth: int = 2, tau_min_ms: float = 0.05,
+                 log_tau_range: float = 4.0, zinf_scale_mV: float = 10.0, seed: int = 0):
+        super().__init__()
+        K = n_latent
+        self.n_latent, self.v_min, self.v_max, self.kind = K, float(v_min), float(v_max), "point"
+        self.e0 = float(e0_mV)
+        self.v_center = 0.5 * (v_min + v_max)
+        self.v_half = 0.5 * (v_max - v_min)
+        self.tau_min = float(tau_min_ms)
+        self.r = float(log_tau_range)
+        self.s_inf = float(zinf_scale_mV)
+        if tau_init_ms is None:
+            tau_init_ms = torch.logspace(math.log10(0.2), math.log10(300.0), K).tolist() if K > 1 else [10.0]
+        if len(tau_init_ms) != K:
+            raise ValueError(f"tau_init_ms needs {K} values, got {len(tau_init_ms)}")
+        self.w = nn.Parameter(torch.zeros(K, dtype=torch.float64))  # g = w^2 (uS)
+        self.a = nn.Parameter(torch.ones(K, dtype=torch.float64))
+        self.c = nn.Parameter(torch.zeros(K, dtype=torch.float64))
+        self.log_tau0 = nn.Parameter(torch.log(torch.as_tensor(tau_init_ms, dtype=torch.float64) - tau_min_ms))
+        state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        self.net = mlp(1, 2 * K, width, depth).double()
+        torch.random.set_rng_state(state)
+        with torch.no_grad():
+            self.net[-1].weight.zero_()
+            self.net[-1].bias.zero_()
+
+    # -- contract --------------------------------------------------------------------------
+    def rates(self, v: torch.Tensor):
+        out = self.net(((v - self.v_center) / self.v_half).unsqueeze(-1))
+        K = self.n_latent
+        dv = (v - self.e0).unsqueeze(-1)
+        zinf = self.e0 + self.a * dv + self.c + self.s_inf * out[:, :K]
+        tau = self.tau_min + torch.exp(self.log_tau0 + self.r * torch.tanh(out[:, K:] / self.r))
+        return zinf, tau
+
+    def current(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        g = self.w * self.w
+        return ((v.unsqueeze(-1) - z) * g).sum(-1)
+
+    # -- helpers ---------------------------------------------------------------------------
+    @torch.jit.ignore
+    def conductances_uS(self) -> torch.Tensor:
+        return (self.w * self.w).detach()
+
+    @torch.jit.ignore
+    def set_linear(self, g_uS, a, c_mV, tau_ms) -> None:
+        """Set the linear part: conductances (uS), slopes, offsets (mV) and time constants (ms)."""
+        with torch.no_grad():
+            self.w.copy_(torch.sqrt(torch.as_tensor(g_uS, dtype=torch.float64).clamp_min(0)))
+            self.a.copy_(torch.as_tensor(a, dtype=torch.float64))
+            self.c.copy_(torch.as_tensor(c_mV, dtype=torch.float64))
+            tau = torch.as_tensor(tau_ms, dtype=torch.float64)
+            self.log_tau0.copy_(torch.log((tau - self.tau_min).clamp_min(1e-6)))

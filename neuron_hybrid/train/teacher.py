@@ -1,0 +1,200 @@
+"""Teacher-forced fitting of a latent axial current to recorded soma voltage and axial current.
+
+The recorded soma voltage V drives the latents, exactly as in NEURON's fixed step: at step n the
+current is sum_k g_k (V[n] - z_k[n-1]) (linear in V, so NEURON's implicit step gives this value)
+and then z[n] = z[n-1] + (1 - exp(-dt/tau(V[n]))) (z_inf(V[n]) - z[n-1]). Training is fast
+because z_inf(V) and tau(V) are functions of V alone: they are evaluated on a voltage grid
+(differentiably) and interpolated, and the latent recurrence runs as a chunked scan.
+"""
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .scan import linear_recurrence
+
+
+@dataclass
+class Sequence:
+    """One recorded protocol: soma voltage v_mV, axial current i_nA (leaving the soma), step dt_ms."""
+
+    v_mV: np.ndarray
+    i_nA: np.ndarray
+    dt_ms: float
+    name: str = ""
+
+
+# ------------------------------------------------------------------------------------------------
+# closed-form warm start
+# ------------------------------------------------------------------------------------------------
+def lowpass(u: np.ndarray, dt_ms: float, tau_ms: float) -> np.ndarray:
+    """y[n] = a y[n-1] + (1 - a) u[n], a = exp(-dt/tau), y[-1] = u[0] (unit DC gain)."""
+    from scipy.signal import lfilter
+
+    a = math.exp(-dt_ms / tau_ms)
+    y, _ = lfilter([1 - a], [1, -a], u, zi=[a * u[0]])
+    return y
+
+
+def fit_linear_filter_bank(seqs, tau_ms, e0_mV: float) -> dict:
+    """Least squares I[n] ~ w0 (V[n]-E0) + sum_k w_k y_k[n-1] + b, y_k = lowpass_tau_k(V - E0).
+
+    Returns {"w0" (uS), "w" (uS), "b" (nA), "rmse_nA"}: the best linear time-invariant latent model.
+    """
+    rows, targets = [], []
+    for s in seqs:
+        u = np.asarray(s.v_mV, float) - e0_mV
+        ys = [lowpass(u, s.dt_ms, t) for t in tau_ms]
+        X = np.column_stack([u[1:]] + [y[:-1] for y in ys] + [np.ones(len(u) - 1)])
+        rows.append(X)
+        targets.append(np.asarray(s.i_nA, float)[1:])
+    X = np.concatenate(rows)
+    y = np.concatenate(targets)
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    rmse = float(np.sqrt(np.mean((X @ coef - y) ** 2)))
+    return {"w0": float(coef[0]), "w": coef[1:-1].tolist(), "b": float(coef[-1]), "rmse_nA": rmse}
+
+
+def warm_start(model, seqs, min_total_g_uS: float = 1e-4) -> dict:
+    """Fit the linear filter bank at the model's initial time constants and load it into the model.
+
+    Maps I = w0 u + sum w_k y_k + b onto sum_k g_k (V - z_k) with g_k = w0/K, a_k = -w_k/g_k,
+    c_k = -b/w0 (exact for the linear part). Returns the fit summary.
+    """
+    K = model.n_latent
+    tau = (model.tau_min + torch.exp(model.log_tau0)).detach().numpy()
+    fit = fit_linear_filter_bank(seqs, tau, model.e0)
+    w0 = max(fit["w0"], min_total_g_uS)
+    g = np.full(K, w0 / K)
+    a = -np.asarray(fit["w"]) / g
+    c = np.full(K, -fit["b"] / w0)
+    model.set_linear(g, a, c, tau)
+    fit["w0_used"] = w0
+    return fit
+
+
+# ------------------------------------------------------------------------------------------------
+# teacher forcing
+# ------------------------------------------------------------------------------------------------
+def tabulate(model, grid: torch.Tensor):
+    """(z_inf, tau) of the model on a voltage grid, differentiable w.r.t. the parameters."""
+    return model.rates(grid)
+
+
+def interp(table: torch.Tensor, v: torch.Tensor, v0: float, h: float) -> torch.Tensor:
+    """Linear interpolation of table [G, K] at voltages v [T] (clamped to the grid)."""
+    x = ((v - v0) / h).clamp(0, table.shape[0] - 1 - 1e-9)
+    i = x.floor().long()
+    f = (x - i).unsqueeze(-1)
+    return table[i] * (1 - f) + table[i + 1] * f
+
+
+def predict_current(model, v: torch.Tensor, dt_ms: float, tables=None, grid=None) -> torch.Tensor:
+    """Teacher-forced axial current (nA) for a recorded voltage sequence v [T] (first sample: rest)."""
+    if tables is None:
+        zinf, tau = model.rates(v)
+    else:
+        zinf_g, tau_g = tables
+        v0, h = float(grid[0]), float(grid[1] - grid[0])
+        zinf, tau = interp(zinf_g, v, v0, h), interp(tau_g, v, v0, h)
+    log_alpha = -dt_ms / tau
+    b = -torch.expm1(log_alpha) * zinf
+    z_rest = zinf[0]
+    z = linear_recurrence(log_alpha[1:], b[1:], z_rest)     # z[1..T-1]
+    z_prev = torch.cat([z_rest.unsqueeze(0), z[:-1]])       # z[n-1] for n = 1..T-1
+    return model.current(v[1:], z_prev)                     # I[1..T-1]
+
+
+@dataclass
+class TeacherConfig:
+    """Teacher-forced training (stage 1). lr decays by cosine from lr to lr_min over `epochs`."""
+
+    epochs: int = 600
+    lr: float = 3e-3
+    lr_min: float = 1e-4
+    clip: float = 10.0
+    grid_step_mV: float = 0.1
+    seed: int = 0
+    checkpoint_every: int = 50
+
+
+def current_rmse(model, seqs, grid=None) -> float:
+    with torch.no_grad():
+        tables = tabulate(model, grid) if grid is not None else None
+        se, n = 0.0, 0
+        for s in seqs:
+            v = torch.as_tensor(s.v_mV, dtype=torch.float64)
+            pred = predict_current(model, v, s.dt_ms, tables, grid)
+            err = pred - torch.as_tensor(s.i_nA[1:], dtype=torch.float64)
+            se += float((err ** 2).sum())
+            n += err.numel()
+    return math.sqrt(se / max(n, 1))
+
+
+def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), checkpoint: Path = None,
+                         progress: bool = True, log=None) -> dict:
+    """Full-batch Adam on the MSE of the teacher-forced axial current (nA^2).
+
+    Resumes from `checkpoint` (a .pt written every `checkpoint_every` epochs) if it exists.
+    Returns a history dict (loss per epoch, time).
+    """
+    torch.manual_seed(config.seed)
+    grid = torch.arange(model.v_min, model.v_max + 0.5 * config.grid_step_mV, config.grid_step_mV, dtype=torch.float64)
+    data = [(torch.as_tensor(s.v_mV, dtype=torch.float64).clamp(model.v_min, model.v_max),
+             torch.as_tensor(s.i_nA, dtype=torch.float64)[1:], s.dt_ms) for s in seqs]
+    n_total = sum(x[1].numel() for x in data)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1), eta_min=config.lr_min)
+    history = {"loss": [], "config": asdict(config)}
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        st = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        history = st["history"]
+        start = st["epoch"]
+    best = (float("inf"), None)
+    t0 = time.perf_counter()
+    bar = range(start, config.epochs)
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(bar, desc="teacher forcing", initial=start, total=config.epochs, leave=False)
+    for epoch in bar:
+        opt.zero_grad()
+        tables = tabulate(model, grid)
+        loss = 0.0
+        for v, target, dt in data:
+            pred = predict_current(model, v, dt, tables, grid)
+            loss = loss + ((pred - target) ** 2).sum()
+        loss = loss / n_total
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        opt.step()
+        sched.step()
+        val = float(loss)
+        history["loss"].append(val)
+        if val < best[0]:
+            best = (val, copy.deepcopy(model.state_dict()))
+        if progress:
+            bar.set_postfix(rmse_nA=f"{math.sqrt(val):.4f}")
+        if checkpoint is not None and (epoch + 1) % config.checkpoint_every == 0:
+            tmp = Path(str(checkpoint) + ".tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "history": history, "epoch": epoch + 1}, tmp)
+            os.replace(tmp, checkpoint)
+    if best[1] is not None:
+        model.load_state_dict(best[1])
+    history["seconds"] = time.perf_counter() - t0
+    history["best_rmse_nA"] = math.sqrt(best[0]) if best[1] is not None else float("nan")
+    if log:
+        log(f"teacher forcing: {len(history['loss'])} epochs, best current RMSE {history['best_rmse_nA']:.4f} nA, "
+            f"{history['seconds']:.0f} s")
+    return history
