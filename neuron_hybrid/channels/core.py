@@ -203,6 +203,13 @@ class Gate:
     :data:`CAI`, parameter symbols and the gate's ``locals``: an ordered tuple of
     ``(name, expression)`` intermediate quantities (e.g. the rates ``alpha`` and ``beta`` in 1/ms)
     that become ``LOCAL`` variables in NMODL. ``alpha``/``beta`` are used by the constructors.
+
+    Coupled gates (kinetic schemes such as C <-> O <-> I): ``inf`` and ``tau`` may use the state
+    symbols of the other gates of the same channel (:meth:`Channel.state_symbol`), so that
+    ``dx/dt = (inf - x)/tau`` is the scheme's linear ODE for ``x`` at frozen other states. Such
+    gates need ``steady``: the closed-form steady state of the whole scheme (a function of v,
+    celsius, cai and parameters only), used in INITIAL, by :meth:`Channel.steady_state` and by the
+    DIC toolkit. ``steady`` may also be given for ordinary gates (it must then equal ``inf``).
     """
 
     name: str
@@ -210,6 +217,7 @@ class Gate:
     tau: sympy.Expr
     locals: tuple[tuple[str, sympy.Expr], ...] = ()
     doc: str = ""
+    steady: sympy.Expr | None = None
 
     @staticmethod
     def local(name: str) -> sympy.Symbol:
@@ -228,10 +236,12 @@ class Gate:
 
     @classmethod
     def from_inf_tau(cls, name: str, inf, tau, locals: Mapping[str, object] | None = None,
-                     doc: str = "") -> "Gate":
-        """Gate from ``inf`` (dimensionless) and ``tau`` (ms); ``locals`` as in the class doc."""
+                     doc: str = "", steady=None) -> "Gate":
+        """Gate from ``inf`` (dimensionless) and ``tau`` (ms); ``locals`` and ``steady`` as in the
+        class doc."""
         loc = tuple((k, _as_expr(e)) for k, e in (locals or {}).items())
-        return cls(name, _as_expr(inf), _as_expr(tau), loc, doc)
+        return cls(name, _as_expr(inf), _as_expr(tau), loc, doc,
+                   None if steady is None else _as_expr(steady))
 
     @property
     def substituted_inf(self) -> sympy.Expr:
@@ -250,9 +260,16 @@ class Gate:
 
     def free_symbols(self) -> set[sympy.Symbol]:
         syms = set(self.inf.free_symbols) | set(self.tau.free_symbols)
+        if self.steady is not None:
+            syms |= self.steady.free_symbols
         for _, e in self.locals:
             syms |= e.free_symbols
         return {s for s in syms if not s.name.startswith("_local_")}
+
+    @property
+    def substituted_steady(self) -> sympy.Expr:
+        """The steady state (closed form): ``steady`` if given, else ``inf`` with locals substituted."""
+        return self.steady if self.steady is not None else self.substituted_inf
 
 
 @dataclass(frozen=True)
@@ -263,7 +280,9 @@ class Current:
     current variable is ``i<ion>``), or ``None`` for a NONSPECIFIC_CURRENT named ``name`` whose
     reversal potential is the mechanism parameter ``erev``. ``gbar`` names the S/cm2 parameter;
     ``g`` optionally names an ASSIGNED RANGE variable holding the conductance ``gbar*prod(x**p)``
-    (S/cm2).
+    (S/cm2). ``factor`` is an optional instantaneous dimensionless factor, a sympy expression of
+    :data:`V` and parameters (e.g. the Mg2+ block of an NMDA conductance):
+    ``i = gbar * factor(v) * prod(x**p) * (v - e)``.
     """
 
     gbar: str
@@ -272,6 +291,7 @@ class Current:
     name: str | None = None
     erev: str | None = None
     g: str | None = None
+    factor: sympy.Expr | None = None
 
     def __post_init__(self):
         if self.ion is None and (self.name is None or self.erev is None):
@@ -335,12 +355,39 @@ class Channel:
             if c.ion is None and c.erev not in pnames:
                 raise ValueError(f"{self.suffix}: reversal parameter {c.erev!r} not declared")
         allowed = {V, CELSIUS, CAI} | {p.symbol for p in self.parameters}
+        states = {self.state_symbol(n) for n in names}
         for g in self.gates:
-            extra = g.free_symbols() - allowed
+            extra = g.free_symbols() - allowed - states
             if extra:
                 raise ValueError(f"{self.suffix}.{g.name}: undeclared symbols {sorted(map(str, extra))}")
+            if g.steady is not None and g.steady.free_symbols & states:
+                raise ValueError(f"{self.suffix}.{g.name}: `steady` must not depend on gate states")
+            coupled = (g.free_symbols() - {self.state_symbol(g.name)}) & states
+            for s_ in coupled:
+                if self.gate(s_.name).steady is None:
+                    raise ValueError(f"{self.suffix}.{g.name} depends on gate {s_.name}, which needs a "
+                                     "closed-form `steady` expression")
+            if self.state_symbol(g.name) in g.free_symbols():
+                raise ValueError(f"{self.suffix}.{g.name}: inf/tau must not depend on the gate itself")
+        for c in self.currents:
+            if c.factor is not None:
+                extra = set(sympy.sympify(c.factor).free_symbols) - allowed
+                if extra:
+                    raise ValueError(f"{self.suffix}: current factor uses undeclared symbols "
+                                     f"{sorted(map(str, extra))}")
 
     # -- description ---------------------------------------------------------------------------
+    @staticmethod
+    def state_symbol(name: str) -> sympy.Symbol:
+        """The sympy symbol of gate ``name``'s state, for use in coupled gates' ``inf``/``tau``."""
+        return sympy.Symbol(name, real=True)
+
+    @property
+    def coupled(self) -> bool:
+        """True if some gate's inf/tau depends on another gate's state (kinetic scheme)."""
+        states = {self.state_symbol(g.name) for g in self.gates}
+        return any(g.free_symbols() & states for g in self.gates)
+
     @property
     def gate_names(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.gates)
@@ -403,7 +450,20 @@ class Channel:
 
     # -- torch evaluation ----------------------------------------------------------------------
     def _arg_symbols(self) -> list[sympy.Symbol]:
-        return [V, CELSIUS, CAI] + [p.symbol for p in self.parameters]
+        return ([V, CELSIUS, CAI] + [p.symbol for p in self.parameters]
+                + [self.state_symbol(g.name) for g in self.gates])
+
+    def _steady_function(self, gate: Gate):
+        key = ("steady", gate.name)
+        if key not in self._compiled:
+            self._compiled[key] = _lambdify(self._arg_symbols(), gate.substituted_steady)
+        return self._compiled[key]
+
+    def _factor_function(self, current: "Current"):
+        key = ("factor", current.variable)
+        if key not in self._compiled:
+            self._compiled[key] = _lambdify(self._arg_symbols(), sympy.sympify(current.factor))
+        return self._compiled[key]
 
     def _gate_functions(self, gate: Gate):
         key = ("gate", gate.name)
@@ -416,7 +476,7 @@ class Channel:
             self._compiled[key] = (fl, finf, ftau)
         return self._compiled[key]
 
-    def _args(self, v, celsius, cai, params: Mapping[str, object]):
+    def _args(self, v, celsius, cai, params: Mapping[str, object], states=None):
         unknown = set(params) - {p.name for p in self.parameters}
         if unknown:
             raise TypeError(f"{self.suffix}: unknown parameters {sorted(unknown)}")
@@ -427,7 +487,12 @@ class Channel:
             cai = DEFAULT_CAI
         vals = [v, _t(celsius), _t(cai)]
         vals += [_t(params.get(p.name, p.default)) for p in self.parameters]
-        return v, vals
+        if not self.coupled:
+            return v, vals + [_t(0.0)] * len(self.gates)
+        if states is None:  # coupled gates at the scheme's steady state
+            zero = [_t(0.0)] * len(self.gates)
+            states = {g.name: self._steady_function(g)(*vals, *zero) for g in self.gates}
+        return v, vals + [_t(states[g.name]) for g in self.gates]
 
     def rate_locals(self, v, *, celsius=DEFAULT_CELSIUS, cai=None, **params) -> dict[str, dict[str, torch.Tensor]]:
         """The intermediate quantities of every gate, ``{gate: {local: tensor}}``.
@@ -444,14 +509,17 @@ class Channel:
             out[g.name] = {n: x for (n, _), x in zip(g.locals, vals)}
         return out
 
-    def rates(self, v, *, celsius=DEFAULT_CELSIUS, cai=None, **params) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def rates(self, v, *, celsius=DEFAULT_CELSIUS, cai=None, states=None,
+              **params) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """``{gate: (x_inf, tau_ms)}`` at membrane potential ``v`` (mV), float64 tensors.
 
         ``celsius`` in degC (only mechanisms that read it use it), ``cai`` in mM (required for
         calcium-dependent gates), ``params`` override parameter defaults (tensors allowed, they
-        broadcast elementwise and are differentiable).
+        broadcast elementwise and are differentiable). ``states`` (``{gate: value}``) is used only
+        by coupled channels (kinetic schemes), whose x_inf depends on the other states; it
+        defaults to the scheme's steady state at ``v``.
         """
-        v, args = self._args(v, celsius, cai, params)
+        v, args = self._args(v, celsius, cai, params, states)
         out = {}
         for g in self.gates:
             fl, finf, ftau = self._gate_functions(g)
@@ -462,8 +530,14 @@ class Channel:
         return out
 
     def steady_state(self, v, *, celsius=DEFAULT_CELSIUS, cai=None, **params) -> dict[str, torch.Tensor]:
-        """``{gate: x_inf(v)}`` (dimensionless); arguments as in :meth:`rates`."""
-        return {k: a for k, (a, _) in self.rates(v, celsius=celsius, cai=cai, **params).items()}
+        """``{gate: x_inf(v)}`` (dimensionless); arguments as in :meth:`rates`.
+
+        For coupled gates this is the closed-form steady state of the scheme (``Gate.steady``).
+        """
+        if not self.coupled and not any(g.steady is not None for g in self.gates):
+            return {k: a for k, (a, _) in self.rates(v, celsius=celsius, cai=cai, **params).items()}
+        v, args = self._args(v, celsius, cai, params)
+        return {g.name: _broadcast(self._steady_function(g)(*args), v) for g in self.gates}
 
     def time_constant(self, v, *, celsius=DEFAULT_CELSIUS, cai=None, **params) -> dict[str, torch.Tensor]:
         """``{gate: tau_x(v)}`` in ms; arguments as in :meth:`rates`."""
@@ -473,7 +547,7 @@ class Channel:
              **params) -> dict[str, torch.Tensor]:
         """Advance every gate by one cnexp step of ``dt`` ms with x_inf/tau evaluated at ``v``
         (NEURON evaluates them at the new membrane potential, after the voltage update)."""
-        r = self.rates(v, celsius=celsius, cai=cai, **params)
+        r = self.rates(v, celsius=celsius, cai=cai, states=states if self.coupled else None, **params)
         return {k: cnexp_step(states[k], xi, tau, dt) for k, (xi, tau) in r.items()}
 
     def _gbar_of(self, c: Current, gbar, params) -> torch.Tensor:
@@ -504,17 +578,25 @@ class Channel:
             raise TypeError(f"{self.suffix} uses several ions: pass e_rev as a dict keyed by ion")
         return _t(e_rev)
 
-    def conductances(self, states: Mapping[str, torch.Tensor], gbar=None, **params) -> dict[str, torch.Tensor]:
-        """``{current variable: gbar*prod(x**p)}`` in S/cm2.
+    def conductances(self, states: Mapping[str, torch.Tensor], gbar=None, v=None,
+                     **params) -> dict[str, torch.Tensor]:
+        """``{current variable: gbar*factor(v)*prod(x**p)}`` in S/cm2 (chord conductances).
 
         ``gbar``: a number/tensor (single-current channels) or a dict ``{gbar name: value}``;
-        missing values fall back to ``params`` then the defaults.
+        missing values fall back to ``params`` then the defaults. ``v`` (mV) is needed only by
+        currents with an instantaneous ``factor``.
         """
         out = {}
         for c in self.currents:
             g = self._gbar_of(c, gbar, params)
             for gname, p in c.gates:
                 g = g * _t(states[gname]) ** int(p)
+            if c.factor is not None:
+                if v is None:
+                    raise TypeError(f"{self.suffix}: current {c.variable} has a voltage-dependent "
+                                    "factor; pass v (mV)")
+                _, args = self._args(v, DEFAULT_CELSIUS, None, params)
+                g = g * self._factor_function(c)(*args)
             out[c.variable] = g
         return out
 
@@ -528,7 +610,7 @@ class Channel:
         reversal parameter (e.g. ``el``, ``ehcn``), overridable through ``params``.
         """
         v = _t(v)
-        g = self.conductances(states, gbar, **params)
+        g = self.conductances(states, gbar, v=v, **params)
         return {c.variable: g[c.variable] * (v - self._erev_of(c, e_rev, params, celsius))
                 for c in self.currents}
 
@@ -545,10 +627,11 @@ class Channel:
             total = x if total is None else total + x
         return total
 
-    def conductance(self, states: Mapping[str, torch.Tensor], gbar=None, **params) -> torch.Tensor:
-        """Total conductance ``di/dv`` at fixed gates, in S/cm2."""
+    def conductance(self, states: Mapping[str, torch.Tensor], gbar=None, v=None, **params) -> torch.Tensor:
+        """Total chord conductance at fixed gates, in S/cm2 (``di/dv`` unless a current has a
+        voltage-dependent ``factor``)."""
         total = None
-        for x in self.conductances(states, gbar, **params).values():
+        for x in self.conductances(states, gbar, v=v, **params).values():
             total = x if total is None else total + x
         return total
 

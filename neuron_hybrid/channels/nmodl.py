@@ -160,7 +160,8 @@ def channel_mod_text(ch: Channel) -> str:
     rng += [c.g for c in ch.currents if c.g]
     rng += [c.variable for c in ch.currents]
     nb.append("    RANGE " + ", ".join(dict.fromkeys(rng)))
-    nb.append("    RANGE " + ", ".join(x for g in ch.gates for x in (infn[g.name], taun[g.name])))
+    if ch.gates:
+        nb.append("    RANGE " + ", ".join(x for g in ch.gates for x in (infn[g.name], taun[g.name])))
     glb = [p.name for p in ch.parameters if p.scope == "global"]
     if glb:
         nb.append("    GLOBAL " + ", ".join(glb))
@@ -193,20 +194,45 @@ def channel_mod_text(ch: Channel) -> str:
         lines.append(f"    {taun[g.name]} (ms)")
     lines += ["}", ""]
 
-    lines += ["STATE {"] + [f"    {g.name} (1)" for g in ch.gates] + ["}", ""]
+    if ch.gates:
+        lines += ["STATE {"] + [f"    {g.name} (1)" for g in ch.gates] + ["}", ""]
 
-    lines += ["BREAKPOINT {", "    SOLVE states METHOD cnexp"]
-    for c in ch.currents:
+    bp_em = _Emitter(NmodlPrinter(), "bp_")
+    bp_body = []
+    for k, c in enumerate(ch.currents):
         prod = "*".join([c.gbar] + ["*".join([gn] * int(p)) for gn, p in c.gates])
+        if c.factor is not None:
+            fname = f"{c.variable}_factor"
+            bp_em.locals.append(fname)
+            bp_body += bp_em.assign(fname, c.factor)
+            prod = f"{prod}*{fname}"
         if c.g:
-            lines.append(f"    {c.g} = {prod}")
-            lines.append(f"    {c.variable} = {c.g}*(v - {c.reversal})")
+            bp_body.append(f"    {c.g} = {prod}")
+            bp_body.append(f"    {c.variable} = {c.g}*(v - {c.reversal})")
         else:
-            lines.append(f"    {c.variable} = {prod}*(v - {c.reversal})")
-    lines += ["}", ""]
+            bp_body.append(f"    {c.variable} = {prod}*(v - {c.reversal})")
+    lines += ["BREAKPOINT {"]
+    if bp_em.locals:
+        lines.append("    LOCAL " + ", ".join(bp_em.locals))
+    if ch.gates:
+        lines.append("    SOLVE states METHOD cnexp")
+    lines += bp_body + ["}", ""]
+    if not ch.gates:  # instantaneous currents only: no states, no rates
+        return "\n".join(lines) + "\n"
 
     lines += ["INITIAL {", "    rates(v)"]
     lines += [f"    {g.name} = {infn[g.name]}" for g in ch.gates]
+    steady = [g for g in ch.gates if g.steady is not None]
+    if steady:
+        # gates with a closed-form steady state (kinetic schemes): set them to it, then
+        # recompute the rates so that the RANGE x_inf/tau are those of the steady state
+        init_em = _Emitter(NmodlPrinter(), "init_")
+        init_body = ["    : closed-form steady state of the scheme"]
+        for g in steady:
+            init_body += init_em.assign(g.name, g.steady)
+        if init_em.locals:
+            lines.insert(lines.index("INITIAL {") + 1, "    LOCAL " + ", ".join(init_em.locals))
+        lines += init_body + ["    rates(v)"]
     lines += ["}", ""]
 
     lines += ["DERIVATIVE states {", "    rates(v)"]
@@ -234,6 +260,8 @@ def channel_mod_text(ch: Channel) -> str:
     lines += ["    UNITSON", "}"]
 
     exprs = [e for g in ch.gates for e in [g.inf, g.tau] + [x for _, x in g.locals]]
+    exprs += [g.steady for g in ch.gates if g.steady is not None]
+    exprs += [sympy.sympify(c.factor) for c in ch.currents if c.factor is not None]
     for cls, (text, _) in SPECIAL_FUNCTIONS.items():
         if _uses_function(exprs, cls):
             lines += ["", "UNITSOFF", text, "UNITSON"]

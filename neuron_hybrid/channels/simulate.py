@@ -150,7 +150,7 @@ def simulate_compartment(mechanisms: Sequence, *, tstop: float, dt: float = 0.02
             ch = c.mechanism
             st = states[ch.suffix]
             parts = ch.currents_by_variable(v, st, c.gbar, e, celsius=celsius, **c.params)
-            gs = ch.conductances(st, c.gbar, **c.params)
+            gs = ch.conductances(st, c.gbar, v=v, **c.params)
             for name, i in parts.items():
                 i_tot = i_tot + i
                 g_tot = g_tot + gs[name]

@@ -1,21 +1,10 @@
 """Fixtures for the cell tests.
 
-``mechanisms``: compiles (cached) and loads every mechanism under ``mod/`` with
-``neuron_hybrid.load_mechanisms()``. Tests of cells with compiled channels use it.
+``mechanisms`` (from tests/conftest.py) compiles (cached) and loads every mechanism.
 """
 import os
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def mechanisms():
-    import neuron_hybrid
-
-    if not hasattr(neuron_hybrid, "load_mechanisms"):  # TEMPORARY: remove once it exists
-        pytest.skip("neuron_hybrid.load_mechanisms() does not exist yet")
-    return neuron_hybrid.load_mechanisms(verbose=False)
-
 
 def slow_enabled() -> bool:
     return os.environ.get("NEURON_HYBRID_SLOW_TESTS", "") not in ("", "0")
