@@ -23,9 +23,11 @@ import numpy as np
 
 
 def steady_state_initialize(v_init_mV: float, settle_ms: float = 1000.0, settle_dt_ms: float = 1.0,
-                            dt_ms: float = 0.025) -> None:
-    """finitialize at v_init, then relax every state to rest with large implicit steps, reset
-    t to 0 and restart the recordings (NEURON's classic custom-init recipe).
+                            dt_ms: float = 0.025, coarse_steps: int = 40, coarse_dt_ms: float = 250.0) -> None:
+    """finitialize at v_init, then relax every state to rest with large implicit steps (first
+    `coarse_steps` of `coarse_dt_ms`, which settles slow gates such as an M current with a 1 s time
+    constant, then `settle_ms` at `settle_dt_ms`), reset t to 0 and restart the recordings
+    (NEURON's classic custom-init recipe).
 
     A cell that fires spontaneously is left at whatever state it reaches after ``settle_ms``.
     Stimuli must not act before t = 0 (protocols start at t >= 0).
@@ -36,6 +38,10 @@ def steady_state_initialize(v_init_mV: float, settle_ms: float = 1000.0, settle_
     active = cvode.active()
     cvode.active(0)
     h.finitialize(v_init_mV)
+    h.t = -settle_ms - coarse_steps * coarse_dt_ms
+    h.dt = coarse_dt_ms
+    for _ in range(coarse_steps):
+        h.fadvance()
     h.t = -settle_ms
     h.dt = settle_dt_ms
     while h.t < -0.5 * settle_dt_ms:
@@ -104,6 +110,31 @@ class SomaProbe:
                      v_dend={k: np.array(v) for k, v in self.dend.items()})
 
 
+#: set by :func:`neuron_hybrid.datagen.mpi.init_mpi` once ``h.nrnmpi_init()`` has run
+MPI_INITIALISED = False
+
+
+def advance_to(tstop_ms: float, dt_ms: float) -> None:
+    """Integrate to ``tstop_ms``: ``pc.set_maxstep(10); pc.psolve(tstop_ms)``.
+
+    Once MPI is initialised (bulletin-board workers, each simulating its own cell:
+    :mod:`neuron_hybrid.datagen.mpi`; flag :data:`MPI_INITIALISED`, or more than one rank),
+    ``set_maxstep`` and ``psolve`` are collective operations (and NEURON 9.0.2 aborts in an
+    ``MPI_Allgather`` at ``finitialize`` after them even on one rank), so there the fixed step is
+    advanced with ``fadvance`` while ``t < tstop - dt/2``, which takes the same steps and is
+    bit-identical to ``psolve`` (fixed step, one thread; tested).
+    """
+    from neuron import h
+
+    pc = h.ParallelContext()
+    if (MPI_INITIALISED or int(pc.nhost()) > 1) and not h.CVode().active():
+        while h.t < tstop_ms - 0.5 * dt_ms:
+            h.fadvance()
+        return
+    pc.set_maxstep(10)
+    pc.psolve(tstop_ms)
+
+
 def simulate_trace(cell, protocol, dt_ms: float = 0.025, dend_sites=(), settle_ms: float = 1000.0) -> Trace:
     """Simulate `protocol` (a neuron_hybrid.stimuli protocol) on `cell` with fixed step dt_ms.
 
@@ -123,9 +154,7 @@ def simulate_trace(cell, protocol, dt_ms: float = 0.025, dend_sites=(), settle_m
         i_vec = h.Vector().record(iclamp._ref_i)
     v_init = cell.v_init_mV if cell.v_init_mV is not None else -65.0
     steady_state_initialize(v_init, settle_ms=settle_ms, dt_ms=dt_ms)
-    pc = h.ParallelContext()
-    pc.set_maxstep(10)
-    pc.psolve(protocol.tstop_ms)
+    advance_to(protocol.tstop_ms, dt_ms)
     n = len(probe.t)
     i_stim = np.array(i_vec) if i_vec is not None else np.zeros(n)
     tr = probe.trace(i_stim, dt_ms)

@@ -1,6 +1,7 @@
 """The soma of a detailed cell as a stand-alone compartment: extract its description, rebuild it.
 
-The description (a JSON-ready dict) holds the geometry (um), cm (uF/cm2), every density mechanism
+The description (a JSON-ready dict) holds the geometry (um; the 3-D points when the soma has them,
+so the area is exactly the full cell's), cm (uF/cm2), every density mechanism
 inserted in the soma with its PARAMETER values (read with NEURON's MechanismStandard), the ions'
 reversal potentials and concentrations, the ion-concentration globals, celsius and v_init.
 """
@@ -51,8 +52,10 @@ def describe_soma(cell) -> dict:
             key = f.format(ion=ion)
             if hasattr(h, key):
                 ion_globals[key] = float(getattr(h, key))
+    pt3d = [[soma.x3d(i), soma.y3d(i), soma.z3d(i), soma.diam3d(i)] for i in range(int(soma.n3d()))]
     return {
         "name": soma.name(),
+        "pt3d_um": pt3d,
         "L_um": float(soma.L), "diam_um": float(soma.diam), "area_um2": float(seg.area()),
         "cm_uF_per_cm2": float(seg.cm), "Ra_ohm_cm": float(soma.Ra),
         "mechanisms": mechs, "ions": ions, "ion_globals": ion_globals,
@@ -67,7 +70,11 @@ def build_soma(desc: dict, name: str = "soma"):
 
     sec = h.Section(name=name)
     sec.nseg = 1
-    sec.L, sec.diam = desc["L_um"], desc["diam_um"]
+    if desc.get("pt3d_um"):
+        for x, y, z, d in desc["pt3d_um"]:  # same 3-D outline, hence the same area as the full cell's soma
+            h.pt3dadd(x, y, z, d, sec=sec)
+    else:
+        sec.L, sec.diam = desc["L_um"], desc["diam_um"]
     sec.cm = desc["cm_uF_per_cm2"]
     sec.Ra = desc["Ra_ohm_cm"]
     for mech, params in desc["mechanisms"].items():
@@ -86,4 +93,7 @@ def build_soma(desc: dict, name: str = "soma"):
             if hasattr(seg, field):
                 setattr(seg, field, value)
     h.celsius = desc["celsius_degC"]
+    area = sec(0.5).area()
+    if abs(area - desc["area_um2"]) > 1e-6 * desc["area_um2"]:
+        raise RuntimeError(f"rebuilt soma has area {area} um2, the description says {desc['area_um2']} um2")
     return sec

@@ -179,7 +179,7 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         opt.step()
         sched.step()
-        val = float(loss)
+        val = float(loss.detach())
         history["loss"].append(val)
         if val < best[0]:
             best = (val, copy.deepcopy(model.state_dict()))

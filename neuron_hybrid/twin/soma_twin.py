@@ -1,0 +1,170 @@
+"""``SomaTwin``: the soma compartment of a reduced cell in torch, stepped exactly like NEURON.
+
+The compartment is built from a soma description (``neuron_hybrid.reduce.soma.describe_soma``):
+its mechanisms come from ``neuron_hybrid.channels`` (the same definitions the MOD files are
+generated from), plus an optional learned point current (nA) such as the axial current. One fixed
+step dt (ms), as NEURON's ``fadvance`` with ``secondorder = 0``:
+
+1. currents i(v) and conductances di/dv of every mechanism at the old v and states, the learned
+   current as sum over its linear-in-v form (its di/dv from autograd-free ``conductance`` if it
+   has one, else the conductance-form ``g`` below);
+2. v_new = v + (i_stim*100/area - i) / (cm*1e-3/dt + di/dv)  (mA/cm2, S/cm2; i_stim in nA is the
+   value NEURON's IClamp holds during the step);
+3. pools (Ca) advance with the old ionic current, then gates and latents by cnexp at v_new.
+
+Batched over the first dimension (B windows or protocols), float64, differentiable.
+"""
+from dataclasses import dataclass
+
+import torch
+
+from neuron_hybrid import channels as chlib
+from neuron_hybrid.channels import Channel, Pool, nernst
+
+
+@dataclass
+class TwinState:
+    """v [B] (mV), gates {suffix: {gate: [B]}}, cai [B] (mM) or None, z [B, K] latents."""
+
+    v: torch.Tensor
+    gates: dict
+    cai: torch.Tensor
+    z: torch.Tensor
+
+    def detach(self):
+        return TwinState(self.v.detach(), {s: {g: x.detach() for g, x in d.items()} for s, d in self.gates.items()},
+                         None if self.cai is None else self.cai.detach(), None if self.z is None else self.z.detach())
+
+    def index(self, idx):
+        """States of a subset (or a time-gathered set) of the batch."""
+        return TwinState(self.v[idx], {s: {g: x[idx] for g, x in d.items()} for s, d in self.gates.items()},
+                         None if self.cai is None else self.cai[idx], None if self.z is None else self.z[idx])
+
+
+def _strip(params: dict, suffix: str) -> dict:
+    tail = f"_{suffix}"
+    return {(k[: -len(tail)] if k.endswith(tail) else k): float(v) for k, v in params.items()}
+
+
+class SomaTwin:
+    """Torch model of the soma described by `soma_desc` (dict from describe_soma)."""
+
+    def __init__(self, soma_desc: dict, learned=None):
+        self.desc = soma_desc
+        self.learned = learned  # a module following the learned-current contract, kind "point" (nA)
+        self.area = float(soma_desc["area_um2"])
+        self.cm = float(soma_desc["cm_uF_per_cm2"])
+        self.celsius = float(soma_desc["celsius_degC"])
+        self.channels, self.pools = [], []
+        for name, params in soma_desc["mechanisms"].items():
+            try:
+                mech = chlib.get(name)
+            except KeyError:
+                raise KeyError(f"the soma mechanism {name!r} has no definition in neuron_hybrid.channels; the torch "
+                               "twin needs every somatic mechanism defined there") from None
+            p = _strip(params, name)
+            if isinstance(mech, Pool):
+                self.pools.append((mech, p))
+            else:
+                gbar = p.pop("gbar", None)
+                self.channels.append((mech, gbar, p))
+        self.ions = soma_desc["ions"]
+        self.ca_pool = any(m.ion == "ca" for m, _ in self.pools)
+        self.cao = float(self.ions.get("ca", {}).get("cao", 2.0))
+
+    # -- reversal potentials -----------------------------------------------------------------
+    def reversals(self, cai):
+        e = {}
+        for ion in ("na", "k", "ca"):
+            vals = self.ions.get(ion, {})
+            if f"e{ion}" in vals:
+                e[ion] = torch.as_tensor(vals[f"e{ion}"], dtype=torch.float64)
+        if self.ca_pool and cai is not None:
+            e["ca"] = nernst(cai, self.cao, self.celsius, 2)
+        for ion in ("na", "k", "ca"):
+            e.setdefault(ion, torch.as_tensor(chlib.default_reversal(ion, self.celsius), dtype=torch.float64))
+        return e
+
+    # -- states ------------------------------------------------------------------------------
+    def rest_state(self, v, z=None, settle_steps: int = 60, settle_dt_ms: float = 200.0) -> TwinState:
+        """Every state at steady state with the membrane held at v [B] mV (gates, Ca pool, latents).
+
+        The pool and gates are relaxed by `settle_steps` large clamped steps, which reaches the
+        fixed point NEURON's steady-state initialisation ends in. z defaults to z_inf(v).
+        """
+        v = torch.as_tensor(v, dtype=torch.float64)
+        cai = torch.full_like(v, float(self.ions.get("ca", {}).get("cai", 5e-5))) if self.ca_pool else None
+        gates = {m.suffix: m.steady_state(v, celsius=self.celsius, cai=cai if m.uses_cai else None, **p)
+                 for m, _, p in self.channels if m.gates}
+        if z is None and self.learned is not None and self.learned.n_latent:
+            z = self.learned.rates(v)[0]
+        st = TwinState(v, gates, cai, z)
+        if self.pools:
+            for _ in range(settle_steps):
+                st = self.step(st, torch.zeros_like(v), settle_dt_ms, v_clamp=v)
+        return st
+
+    # -- one step ----------------------------------------------------------------------------
+    def membrane(self, st: TwinState):
+        """(i mA/cm2, di/dv S/cm2, ica mA/cm2) of the built-in mechanisms at the state."""
+        e = self.reversals(st.cai)
+        i_tot = torch.zeros_like(st.v)
+        g_tot = torch.zeros_like(st.v)
+        ica = torch.zeros_like(st.v)
+        for m, gbar, p in self.channels:
+            gates = st.gates.get(m.suffix, {})
+            parts = m.currents_by_variable(st.v, gates, gbar, e, celsius=self.celsius, **p)
+            gs = m.conductances(gates, gbar, v=st.v, **p)
+            for name, i in parts.items():
+                i_tot = i_tot + i
+                g_tot = g_tot + gs[name]
+                if name == "ica":
+                    ica = ica + i
+        return i_tot, g_tot, ica
+
+    def learned_current(self, v, z):
+        """(i mA/cm2, di/dv S/cm2) of the learned point current (nA, uS) spread over the soma area."""
+        if self.learned is None:
+            return torch.zeros_like(v), torch.zeros_like(v)
+        to_density = 100.0 / self.area  # nA -> mA/cm2 (and uS -> S/cm2 * 1e-?): 1 nA/um2 = 100 mA/cm2
+        i = self.learned.current(v, z)
+        if hasattr(self.learned, "w"):  # conductance form: di/dv = sum g_k (uS)
+            g = (self.learned.w ** 2).sum() * torch.ones_like(v)
+        else:
+            g = self.learned.conductance(v, z)
+        return i * to_density, g * to_density
+
+    def step(self, st: TwinState, i_stim_nA, dt: float, v_clamp=None) -> TwinState:
+        """Advance one fixed step. With v_clamp [B], v is set to it instead of being solved for."""
+        i_m, g_m, ica = self.membrane(st)
+        if v_clamp is None:
+            i_l, g_l = self.learned_current(st.v, st.z) if self.learned is not None else (0.0, 0.0)
+            rhs = i_stim_nA * (100.0 / self.area) - i_m - i_l
+            v_new = st.v + rhs / (self.cm * 1e-3 / dt + g_m + g_l)
+        else:
+            v_new = v_clamp
+        cai = st.cai
+        for pool, p in self.pools:
+            cai = pool.step(cai, ica, dt, **p)
+        gates = {m.suffix: m.step(st.gates[m.suffix], v_new, dt, celsius=self.celsius,
+                                  cai=cai if m.uses_cai else None, **p)
+                 for m, _, p in self.channels if m.gates}
+        z = st.z
+        if self.learned is not None and self.learned.n_latent:
+            zinf, tau = self.learned.rates(v_new)
+            z = z + (-torch.expm1(-dt / tau)) * (zinf - z)
+        return TwinState(v_new, gates, cai, z)
+
+    def run(self, st: TwinState, i_stim_nA: torch.Tensor, dt: float, v_clamp=None, keep_states: bool = False):
+        """Run T steps. i_stim_nA: [B, T] (current during each step); v_clamp: optional [B, T].
+
+        Returns V [B, T+1] (and the list of states if keep_states).
+        """
+        vs, states = [st.v], [st]
+        for n in range(i_stim_nA.shape[1]):
+            st = self.step(st, i_stim_nA[:, n], dt, None if v_clamp is None else v_clamp[:, n])
+            vs.append(st.v)
+            if keep_states:
+                states.append(st)
+        v = torch.stack(vs, dim=1)
+        return (v, states) if keep_states else v
