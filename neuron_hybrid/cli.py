@@ -59,6 +59,10 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=".", help="output folder")
     e.add_argument("--celsius", type=float, default=6.3, help="temperature (degC) the rates are computed for")
     e.set_defaults(func=_cmd_export_hh)
+
+    from .cli_data import add_subcommands as add_data_commands
+
+    add_data_commands(sub)
     return p
 
 

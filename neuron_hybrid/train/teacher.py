@@ -87,28 +87,75 @@ def tabulate(model, grid: torch.Tensor):
     return model.rates(grid)
 
 
-def interp(table: torch.Tensor, v: torch.Tensor, v0: float, h: float) -> torch.Tensor:
-    """Linear interpolation of table [G, K] at voltages v [T] (clamped to the grid)."""
-    x = ((v - v0) / h).clamp(0, table.shape[0] - 1 - 1e-9)
-    i = x.floor().long()
-    f = (x - i).unsqueeze(-1)
-    return table[i] * (1 - f) + table[i + 1] * f
+@dataclass
+class TeacherBatch:
+    """Sequences padded to a common length, with fixed interpolation weights on a voltage grid."""
+
+    v: torch.Tensor        # [S, T] mV (padded with the last value)
+    target: torch.Tensor   # [S, T-1] nA (I[1..T-1])
+    mask: torch.Tensor     # [S, T-1] 1 for real samples
+    idx: torch.Tensor      # [S, T] grid index below v
+    frac: torch.Tensor     # [S, T, 1] interpolation weight
+    dt_ms: float
+    grid: torch.Tensor
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.mask.sum())
 
 
-def predict_current(model, v: torch.Tensor, dt_ms: float, tables=None, grid=None) -> torch.Tensor:
-    """Teacher-forced axial current (nA) for a recorded voltage sequence v [T] (first sample: rest)."""
-    if tables is None:
-        zinf, tau = model.rates(v)
-    else:
-        zinf_g, tau_g = tables
-        v0, h = float(grid[0]), float(grid[1] - grid[0])
-        zinf, tau = interp(zinf_g, v, v0, h), interp(tau_g, v, v0, h)
-    log_alpha = -dt_ms / tau
+def make_batch(seqs, grid: torch.Tensor) -> TeacherBatch:
+    dts = {float(s.dt_ms) for s in seqs}
+    if len(dts) != 1:
+        raise ValueError(f"all sequences must share one dt, got {sorted(dts)} ms")
+    T = max(len(s.v_mV) for s in seqs)
+    S = len(seqs)
+    v = torch.empty(S, T, dtype=torch.float64)
+    target = torch.zeros(S, T - 1, dtype=torch.float64)
+    mask = torch.zeros(S, T - 1, dtype=torch.float64)
+    for j, s in enumerate(seqs):
+        n = len(s.v_mV)
+        v[j, :n] = torch.as_tensor(s.v_mV, dtype=torch.float64)
+        v[j, n:] = float(s.v_mV[-1])
+        target[j, : n - 1] = torch.as_tensor(s.i_nA[1:], dtype=torch.float64)
+        mask[j, : n - 1] = 1.0
+    v0, h = float(grid[0]), float(grid[1] - grid[0])
+    x = ((v - v0) / h).clamp(0, len(grid) - 1 - 1e-9)
+    idx = x.floor().long()
+    return TeacherBatch(v, target, mask, idx, (x - idx).unsqueeze(-1), dts.pop(), grid)
+
+
+def teacher_latents(model, batch: TeacherBatch, tables=None) -> torch.Tensor:
+    """Latents z[n] (after step n) driven by the recorded voltage: [S, T, K]; z[0] = z_inf(V[0]).
+
+    z[n] = z[n-1] + (1 - exp(-dt/tau(V[n]))) (z_inf(V[n]) - z[n-1]), NEURON's cnexp order.
+    """
+    zinf_g, tau_g = tables if tables is not None else tabulate(model, batch.grid)
+    zinf = zinf_g[batch.idx] * (1 - batch.frac) + zinf_g[batch.idx + 1] * batch.frac
+    tau = tau_g[batch.idx] * (1 - batch.frac) + tau_g[batch.idx + 1] * batch.frac
+    log_alpha = -batch.dt_ms / tau
     b = -torch.expm1(log_alpha) * zinf
-    z_rest = zinf[0]
-    z = linear_recurrence(log_alpha[1:], b[1:], z_rest)     # z[1..T-1]
-    z_prev = torch.cat([z_rest.unsqueeze(0), z[:-1]])       # z[n-1] for n = 1..T-1
-    return model.current(v[1:], z_prev)                     # I[1..T-1]
+    z_rest = zinf[:, 0]
+    z = linear_recurrence(log_alpha[:, 1:], b[:, 1:], z_rest)
+    return torch.cat([z_rest.unsqueeze(1), z], dim=1)
+
+
+def batch_current(model, batch: TeacherBatch, tables=None) -> torch.Tensor:
+    """Teacher-forced axial current I[1..T-1] (nA) for every sequence of the batch: [S, T-1].
+
+    At step n NEURON's current is sum_k g_k (V[n] - z_k[n-1]) (exact for this linear-in-V form).
+    """
+    z_prev = teacher_latents(model, batch, tables)[:, :-1]
+    S, T1, K = z_prev.shape
+    return model.current(batch.v[:, 1:].reshape(-1), z_prev.reshape(-1, K)).reshape(S, T1)
+
+
+def predict_current(model, v: torch.Tensor, dt_ms: float, grid=None) -> torch.Tensor:
+    """Teacher-forced axial current (nA) for one recorded voltage sequence v [T]: I[1..T-1]."""
+    if grid is None:
+        grid = torch.arange(model.v_min, model.v_max + 0.05, 0.1, dtype=torch.float64)
+    seq = Sequence(v.detach().numpy(), np.zeros(len(v)), dt_ms)
+    return batch_current(model, make_batch([seq], grid))[0]
 
 
 @dataclass
@@ -124,17 +171,13 @@ class TeacherConfig:
     checkpoint_every: int = 50
 
 
-def current_rmse(model, seqs, grid=None) -> float:
+def current_rmse(model, seqs, grid_step_mV: float = 0.1) -> float:
+    """RMSE (nA) of the teacher-forced axial current over all samples of `seqs`."""
+    grid = torch.arange(model.v_min, model.v_max + 0.5 * grid_step_mV, grid_step_mV, dtype=torch.float64)
+    batch = make_batch(seqs, grid)
     with torch.no_grad():
-        tables = tabulate(model, grid) if grid is not None else None
-        se, n = 0.0, 0
-        for s in seqs:
-            v = torch.as_tensor(s.v_mV, dtype=torch.float64)
-            pred = predict_current(model, v, s.dt_ms, tables, grid)
-            err = pred - torch.as_tensor(s.i_nA[1:], dtype=torch.float64)
-            se += float((err ** 2).sum())
-            n += err.numel()
-    return math.sqrt(se / max(n, 1))
+        err = (batch_current(model, batch) - batch.target) * batch.mask
+    return math.sqrt(float((err ** 2).sum()) / batch.n_samples)
 
 
 def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), checkpoint: Path = None,
@@ -146,9 +189,8 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
     """
     torch.manual_seed(config.seed)
     grid = torch.arange(model.v_min, model.v_max + 0.5 * config.grid_step_mV, config.grid_step_mV, dtype=torch.float64)
-    data = [(torch.as_tensor(s.v_mV, dtype=torch.float64).clamp(model.v_min, model.v_max),
-             torch.as_tensor(s.i_nA, dtype=torch.float64)[1:], s.dt_ms) for s in seqs]
-    n_total = sum(x[1].numel() for x in data)
+    batch = make_batch(seqs, grid)
+    n_total = batch.n_samples
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1), eta_min=config.lr_min)
     history = {"loss": [], "config": asdict(config)}
@@ -169,12 +211,7 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
         bar = tqdm(bar, desc="teacher forcing", initial=start, total=config.epochs, leave=False)
     for epoch in bar:
         opt.zero_grad()
-        tables = tabulate(model, grid)
-        loss = 0.0
-        for v, target, dt in data:
-            pred = predict_current(model, v, dt, tables, grid)
-            loss = loss + ((pred - target) ** 2).sum()
-        loss = loss / n_total
+        loss = (((batch_current(model, batch) - batch.target) * batch.mask) ** 2).sum() / n_total
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         opt.step()
