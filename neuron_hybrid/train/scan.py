@@ -1,34 +1,36 @@
 """Differentiable linear recurrences z[n] = alpha[n] * z[n-1] + b[n] over long sequences.
 
-Computed chunk by chunk with cumulative products in log space (exact in float64 for chunk lengths
-where the product of alphas stays above ~1e-300) and a short sequential pass over chunks, so a
+Computed chunk by chunk with cumulative products in log space (exact in float64 while the product
+of alphas within a chunk stays above ~1e-250) and a short sequential pass over chunks, so a
 million-step recurrence costs a few vectorised operations instead of a million Python steps.
+Leading batch dimensions (several sequences at once) share the sequential pass.
 """
 import torch
 
 
-def linear_recurrence(log_alpha: torch.Tensor, b: torch.Tensor, z0: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """z[n] = exp(log_alpha[n]) * z[n-1] + b[n] for n = 0..T-1 with z[-1] = z0.
+def linear_recurrence(log_alpha: torch.Tensor, b: torch.Tensor, z0: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """z[..., n, :] = exp(log_alpha[..., n, :]) * z[..., n-1, :] + b[..., n, :], with z[..., -1, :] = z0.
 
-    log_alpha, b: [T, K] (log_alpha <= 0); z0: [K]. Returns z: [T, K].
-    Requires chunk * max(-log_alpha) < ~600 (float64 range).
+    log_alpha, b: [..., T, K] (log_alpha <= 0); z0: [..., K]. Returns z: [..., T, K].
+    Requires chunk * max(-log_alpha) < ~575 (float64 range).
     """
-    T, K = b.shape
+    *batch, T, K = b.shape
     pad = (-T) % chunk
     if pad:
-        log_alpha = torch.cat([log_alpha, torch.zeros(pad, K, dtype=b.dtype)])
-        b = torch.cat([b, torch.zeros(pad, K, dtype=b.dtype)])
+        zeros = torch.zeros(*batch, pad, K, dtype=b.dtype)
+        log_alpha = torch.cat([log_alpha, zeros], dim=-2)
+        b = torch.cat([b, zeros], dim=-2)
     C = (T + pad) // chunk
-    la = log_alpha.reshape(C, chunk, K)
-    cum = torch.cumsum(la, dim=1)                  # log of prod_{j<=n} alpha_j within the chunk
+    la = log_alpha.reshape(*batch, C, chunk, K)
+    cum = torch.cumsum(la, dim=-2)                 # log prod_{j<=n} alpha_j within each chunk
     A = torch.exp(cum)
-    S = torch.cumsum(b.reshape(C, chunk, K) * torch.exp(-cum), dim=1)
-    A_last, S_last = A[:, -1], S[:, -1]
+    S = torch.cumsum(b.reshape(*batch, C, chunk, K) * torch.exp(-cum), dim=-2)
+    A_last, B_last = A[..., -1, :], A[..., -1, :] * S[..., -1, :]
     starts = []
     z = z0
     for c in range(C):                             # sequential over chunks only
         starts.append(z)
-        z = A_last[c] * (z + S_last[c])
-    z_start = torch.stack(starts)                  # [C, K]
-    out = A * (z_start.unsqueeze(1) + S)
-    return out.reshape(C * chunk, K)[:T]
+        z = A_last[..., c, :] * z + B_last[..., c, :]
+    z_start = torch.stack(starts, dim=-2)          # [..., C, K]
+    out = A * (z_start.unsqueeze(-2) + S)
+    return out.reshape(*batch, C * chunk, K)[..., :T, :]

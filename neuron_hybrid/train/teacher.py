@@ -181,11 +181,14 @@ def current_rmse(model, seqs, grid_step_mV: float = 0.1) -> float:
 
 
 def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), checkpoint: Path = None,
-                         progress: bool = True, log=None) -> dict:
+                         progress: bool = True, log=None, evaluate=None, eval_every: int = 0) -> dict:
     """Full-batch Adam on the MSE of the teacher-forced axial current (nA^2).
 
     Resumes from `checkpoint` (a .pt written every `checkpoint_every` epochs) if it exists.
-    Returns a history dict (loss per epoch, time).
+    evaluate: optional callable(model) -> score (higher is better), called every `eval_every`
+    epochs and at the end; the model with the best score is kept (a small current error does not
+    imply a good closed loop). Without it, the model with the lowest loss is kept.
+    Returns a history dict (loss per epoch, scores, time).
     """
     torch.manual_seed(config.seed)
     grid = torch.arange(model.v_min, model.v_max + 0.5 * config.grid_step_mV, config.grid_step_mV, dtype=torch.float64)
@@ -203,6 +206,8 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
         history = st["history"]
         start = st["epoch"]
     best = (float("inf"), None)
+    best_score = (-math.inf, None)
+    history.setdefault("score", [])
     t0 = time.perf_counter()
     bar = range(start, config.epochs)
     if progress:
@@ -220,6 +225,11 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
         history["loss"].append(val)
         if val < best[0]:
             best = (val, copy.deepcopy(model.state_dict()))
+        if evaluate is not None and eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == config.epochs):
+            score = float(evaluate(model))
+            history["score"].append((epoch + 1, score))
+            if score > best_score[0]:
+                best_score = (score, copy.deepcopy(model.state_dict()))
         if progress:
             bar.set_postfix(rmse_nA=f"{math.sqrt(val):.4f}")
         if checkpoint is not None and (epoch + 1) % config.checkpoint_every == 0:
@@ -227,7 +237,10 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "history": history, "epoch": epoch + 1}, tmp)
             os.replace(tmp, checkpoint)
-    if best[1] is not None:
+    if best_score[1] is not None:
+        model.load_state_dict(best_score[1])
+        history["best_score"] = best_score[0]
+    elif best[1] is not None:
         model.load_state_dict(best[1])
     history["seconds"] = time.perf_counter() - t0
     history["best_rmse_nA"] = math.sqrt(best[0]) if best[1] is not None else float("nan")

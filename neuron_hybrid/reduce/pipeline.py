@@ -1,0 +1,284 @@
+"""``reduce``: a detailed NEURON cell -> a one-compartment hybrid cell with a learned axial current.
+
+Steps (each resumable; intermediate files live in ``<out>/work``):
+1. build the full cell, describe its soma, find its rheobase (nA);
+2. generate training and validation data with NEURON (``neuron_hybrid.datagen``);
+3. warm start the latent axial current from a closed-form linear filter-bank fit;
+4. teacher-forced training, selecting the checkpoint whose closed loop *in NEURON* is best on
+   the validation protocols;
+5. closed-loop fine-tuning in the torch twin (BPTT), accepted only if it improves that score;
+6. export the model directory (``ReducedCell.load`` reads it) with metadata and metrics.
+"""
+import hashlib
+import json
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neuron_hybrid import __version__
+from neuron_hybrid.bench.metrics import compare_traces
+from neuron_hybrid.models.axial import LatentAxialCurrent
+from neuron_hybrid.runtime import export, load_mechanisms
+from neuron_hybrid.train.closed_loop import ClosedLoopConfig, train_closed_loop
+from neuron_hybrid.train.teacher import (Sequence, TeacherConfig, current_rmse, make_batch, train_teacher_forced,
+                                         warm_start)
+
+from .protocols import ProtocolScale, training_protocols, validation_protocols
+from .reduced_cell import FORMAT_VERSION, META_FILE, MODEL_FILE, SOMA_FILE, ReducedCell
+from .soma import describe_soma
+
+
+@dataclass
+class ReduceConfig:
+    """Everything that defines a reduction run (stored in the model's metadata).
+
+    n_latent: latents of the axial current; tau_min_init_ms/tau_max_init_ms: their initial time
+    constants (log-spaced); width/depth: the rates MLP; protocol_size: "standard" or "small";
+    closed_loop: run stage 2 (BPTT in the twin); eval_every: teacher-forcing epochs between
+    closed-loop evaluations in NEURON (checkpoint selection); workers: data-generation processes.
+    """
+
+    n_latent: int = 4
+    tau_min_init_ms: float = 0.2
+    tau_max_init_ms: float = 1000.0
+    width: int = 32
+    depth: int = 2
+    dt_ms: float = 0.025
+    protocol_size: str = "standard"
+    rheobase_nA: float = None
+    workers: int = 2
+    seed: int = 0
+    eval_every: int = 25
+    teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(epochs=200, lr=1e-2, lr_min=3e-4))
+    closed_loop: bool = True
+    closed_loop_config: ClosedLoopConfig = field(default_factory=ClosedLoopConfig)
+    threads: int = 2
+
+
+def _log_default(msg):
+    print(f"[reduce] {msg}", flush=True)
+
+
+def find_rheobase(cell, probe_ms: float = 500.0, hi_nA: float = 4.0, tol_nA: float = 0.005, dt_ms: float = 0.025) -> float:
+    """Smallest step amplitude (nA) that makes `cell` fire within `probe_ms` (bisection)."""
+    from neuron_hybrid.datagen.run import simulate_voltage
+    from neuron_hybrid.stimuli import Step
+
+    def fires(amp):  # a spike: crosses 0 mV upwards and repolarises below -20 mV during the step
+        _, v, _, _ = simulate_voltage(cell, Step(amp_nA=amp, delay_ms=50.0, dur_ms=probe_ms, tstop_ms=50.0 + probe_ms),
+                                      dt_ms=dt_ms)
+        up = np.nonzero((v[:-1] < 0) & (v[1:] >= 0))[0]
+        return bool(len(up) and np.any(v[up[0]:] < -20.0))
+
+    lo, hi = 0.0, 0.25
+    while not fires(hi):
+        lo, hi = hi, hi * 2
+        if hi > hi_nA:
+            raise RuntimeError(f"{cell.label} does not fire with {hi_nA} nA steps of {probe_ms} ms; give rheobase_nA")
+    while hi - lo > tol_nA:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if fires(mid) else (mid, hi)
+    return hi
+
+
+def stimulus_scale(cell, probe_ms: float = 500.0, dt_ms: float = 0.025, passive_depolarisation_mV: float = 15.0):
+    """(scale nA, how): the rheobase if the cell fires below 4 nA, else the step giving a
+    `passive_depolarisation_mV` depolarisation (non-spiking cells such as a passive ball and stick)."""
+    try:
+        return find_rheobase(cell, probe_ms=probe_ms, dt_ms=dt_ms), "rheobase"
+    except RuntimeError:
+        from neuron_hybrid.datagen.run import simulate_voltage
+        from neuron_hybrid.stimuli import Step
+
+        amp = 0.05
+        _, v, _, _ = simulate_voltage(cell, Step(amp_nA=amp, delay_ms=50.0, dur_ms=probe_ms, tstop_ms=50.0 + probe_ms),
+                                      dt_ms=dt_ms)
+        dv = float(v[-1] - v[0])
+        if dv <= 0:
+            raise RuntimeError(f"{cell.label} does not respond to a depolarising step; give rheobase_nA") from None
+        return amp * passive_depolarisation_mV / dv, "passive"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_model_dir(out: Path, model, soma_desc: dict, metadata: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    export(model, out / MODEL_FILE, name=f"axial current of {metadata.get('cell', 'cell')}",
+           metadata={k: metadata[k] for k in ("cell", "v_range_mV", "rheobase_nA") if k in metadata})
+    (out / SOMA_FILE).write_text(json.dumps(soma_desc, indent=1))
+    (out / META_FILE).write_text(json.dumps(metadata, indent=1, default=str))
+
+
+class NeuronValidator:
+    """Closed-loop score of a model in NEURON on the validation protocols (higher is better).
+
+    score = mean Gamma - 0.1 * mean subthreshold RMSE (mV) - 5 * (any runaway).
+    """
+
+    def __init__(self, soma_desc: dict, traces, mod_dirs=(), dt_ms: float = 0.025):
+        self.soma_desc = soma_desc
+        self.traces = traces
+        self.mod_dirs = list(mod_dirs)
+        self.dt_ms = dt_ms
+        self.history = []
+
+    def metrics(self, model) -> list:
+        from neuron_hybrid.datagen.run import simulate_voltage
+
+        with tempfile.TemporaryDirectory(prefix="nh_val_") as d:
+            meta = {"format_version": FORMAT_VERSION, "cell": "validation", "mod_dirs": self.mod_dirs}
+            _write_model_dir(Path(d), model, self.soma_desc, meta)
+            red = ReducedCell.load(d, name="validation")
+            out = []
+            for tr in self.traces:
+                _, v, _, _ = simulate_voltage(red, tr.protocol_object(), dt_ms=self.dt_ms)
+                n = min(len(v), len(tr.v_soma))
+                out.append(compare_traces(tr.t[:n], tr.v_soma[:n], v[:n]))
+            del red
+        return out
+
+    def __call__(self, model) -> float:
+        ms = self.metrics(model)
+        gam = [m["gamma"] if math.isfinite(m["gamma"]) else 0.0 for m in ms]
+        sub = [m["subthreshold_rmse_mV"] if math.isfinite(m["subthreshold_rmse_mV"]) else 20.0 for m in ms]
+        score = float(np.mean(gam) - 0.1 * np.mean(sub) - 5.0 * any(m["runaway"] for m in ms))
+        self.history.append({"score": score, "gamma": gam, "subthreshold_rmse_mV": sub})
+        return score
+
+
+def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dirs=(), log=_log_default,
+           progress: bool = True) -> Path:
+    """Reduce `cell` (a built-in name or a builder returning a Cell) into the model directory `out_dir`.
+
+    Resumable: rerunning with the same arguments reuses the generated data and checkpoints.
+    Returns the model directory.
+    """
+    from neuron_hybrid import cells as cells_mod
+    from neuron_hybrid.datagen import generate, read_traces
+    from neuron_hybrid.stimuli import save_protocols
+
+    config = config or ReduceConfig()
+    torch.set_num_threads(config.threads)
+    out = Path(out_dir)
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    load_mechanisms(extra_mod_dirs=list(mod_dirs), verbose=False)
+    cell_name = cell if isinstance(cell, str) else getattr(cell, "__name__", "user_cell")
+
+    # 1. full cell: soma description and rheobase
+    info_file = work / "cell_info.json"
+    if info_file.exists():
+        info = json.loads(info_file.read_text())
+    else:
+        full = cells_mod.build(cell, **(cell_params or {})) if isinstance(cell, str) else cell(**(cell_params or {}))
+        full.apply_globals()
+        info = {"soma": describe_soma(full), "n_segments": full.n_segments, "params": full.params,
+                "morphology_sha256": full.morphology_sha256}
+        t0 = time.perf_counter()
+        if config.rheobase_nA:
+            info["rheobase_nA"], info["scale_from"] = float(config.rheobase_nA), "given"
+        else:
+            info["rheobase_nA"], info["scale_from"] = stimulus_scale(full, dt_ms=config.dt_ms)
+        log(f"{cell_name}: {full.n_segments} segments, stimulus scale {info['rheobase_nA']:.3f} nA "
+            f"({info['scale_from']}, {time.perf_counter() - t0:.0f} s)")
+        del full
+        info_file.write_text(json.dumps(info, indent=1, default=str))
+    soma_desc, rheobase = info["soma"], float(info["rheobase_nA"])
+    scale = ProtocolScale(rheobase)
+
+    # 2. data
+    t0 = time.perf_counter()
+    sets = {"train": training_protocols(scale, config.protocol_size), "validation": validation_protocols(scale, config.protocol_size)}
+    data = {}
+    for name, protos in sets.items():
+        save_protocols(protos, work / f"{name}_protocols.json")
+        h5 = work / f"{name}.h5"
+        generate(cell, protos, h5, workers=config.workers, dt_ms=config.dt_ms, progress=progress,
+                 cell_params=cell_params, mod_dirs=list(mod_dirs))
+        data[name] = read_traces(h5)[0]
+    t_data = time.perf_counter() - t0
+    log(f"data: {len(data['train'])} training and {len(data['validation'])} validation traces ({t_data:.0f} s)")
+
+    # 3.-5. model and training
+    train_seqs = [Sequence(tr.v_soma, tr.i_axial, config.dt_ms, tr.protocol.get("type", "")) for tr in data["train"]]
+    v_all = np.concatenate([tr.v_soma for tr in data["train"]])
+    v_min = float(max(-130.0, math.floor(v_all.min() - 15.0)))
+    v_max = float(min(80.0, math.ceil(v_all.max() + 15.0)))
+    K = config.n_latent
+    taus = np.logspace(np.log10(config.tau_min_init_ms), np.log10(config.tau_max_init_ms), K).tolist() if K > 1 \
+        else [config.tau_min_init_ms]
+    model = LatentAxialCurrent(n_latent=K, v_min=v_min, v_max=v_max, e0_mV=float(train_seqs[0].v_mV[0]),
+                               tau_init_ms=taus, width=config.width, depth=config.depth, seed=config.seed)
+    t0 = time.perf_counter()
+    lin = warm_start(model, train_seqs)
+    log(f"linear warm start: current RMSE {lin['rmse_nA']:.4f} nA, instantaneous conductance {lin['w0_used']:.4f} uS")
+    validator = NeuronValidator(soma_desc, data["validation"], mod_dirs, config.dt_ms)
+    score_linear = validator(model)
+    teacher_hist = train_teacher_forced(model, train_seqs, config.teacher, checkpoint=work / "teacher.ckpt",
+                                        progress=progress, evaluate=validator, eval_every=config.eval_every)
+    rmse_tf = current_rmse(model, train_seqs)
+    log(f"teacher forcing: current RMSE {rmse_tf:.4f} nA, validation score {teacher_hist.get('best_score', float('nan')):.3f} "
+        f"(linear start {score_linear:.3f}), {teacher_hist['seconds']:.0f} s")
+    cl_hist = None
+    if config.closed_loop:
+        from neuron_hybrid.twin import SomaTwin
+
+        twin = SomaTwin(soma_desc, learned=model)
+        grid = torch.arange(model.v_min, model.v_max + 0.05, 0.1, dtype=torch.float64)
+        batch = make_batch(train_seqs, grid)
+        T = batch.v.shape[1]
+        stim = torch.zeros(len(train_seqs), T, dtype=torch.float64)
+        for j, tr in enumerate(data["train"]):
+            stim[j, : len(tr.i_stim)] = torch.as_tensor(tr.i_stim)
+        cl_hist = train_closed_loop(model, twin, batch, stim, config.closed_loop_config, evaluate=validator,
+                                    checkpoint=work / "closed_loop.ckpt", progress=progress, log=log)
+    t_train = time.perf_counter() - t0
+
+    # 6. export
+    val_metrics = validator.metrics(model)
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "cell": cell_name,
+        "cell_params": info["params"],
+        "cell_n_segments": info["n_segments"],
+        "morphology_sha256": info["morphology_sha256"],
+        "mod_dirs": [str(Path(d).resolve()) for d in mod_dirs],
+        "rheobase_nA": rheobase,
+        "v_range_mV": [v_min, v_max],
+        "n_latent": K,
+        "config": asdict(config),
+        "data": {name: {"file": str(work / f"{name}.h5"), "sha256": _file_sha256(work / f"{name}.h5"),
+                        "protocols": [tr.protocol for tr in data[name]]} for name in data},
+        "training": {
+            "linear_fit_rmse_nA": lin["rmse_nA"],
+            "teacher_forced_rmse_nA": rmse_tf,
+            "validation_score_linear": score_linear,
+            "teacher": {"epochs": len(teacher_hist["loss"]), "seconds": teacher_hist["seconds"],
+                        "scores": teacher_hist.get("score", [])},
+            "closed_loop": None if cl_hist is None else {"iterations": cl_hist["iterations"], "seconds": cl_hist["seconds"],
+                                                         "scores": cl_hist["score"], "best_score": cl_hist["best_score"]},
+            "data_seconds": t_data,
+            "train_seconds": t_train,
+            "total_seconds": time.perf_counter() - t_start,
+        },
+        "validation_metrics": [{k: m[k] for k in ("gamma", "spike_count_error", "subthreshold_rmse_mV", "runaway",
+                                                  "n_spikes_ref", "n_spikes_model")} for m in val_metrics],
+        "neuron_hybrid_version": __version__,
+        "torch_version": torch.__version__,
+    }
+    _write_model_dir(out, model, soma_desc, metadata)
+    log(f"wrote {out} (training {t_train:.0f} s, total {time.perf_counter() - t_start:.0f} s)")
+    return out

@@ -1,0 +1,72 @@
+"""Stimulus protocols for reduction: training, validation and held-out test sets, scaled to the cell.
+
+Amplitudes are multiples of the cell's rheobase r (nA, the smallest step that makes the full cell
+fire within `probe_ms`), so the same recipe suits a CA1 cell (r ~ 0.24 nA) and an L5PC (r ~ 0.5 nA).
+The training set has long steps (1.5 s: slow adaptation is identifiable), a hyperpolarising step,
+noisy (Ornstein-Uhlenbeck) currents and a ramp. The test set uses other amplitudes, longer steps,
+other noise seeds and time constants and another ramp slope, so nothing in it was seen in training.
+"""
+from dataclasses import dataclass
+
+from neuron_hybrid.stimuli import OU, Ramp, Step
+
+
+@dataclass
+class ProtocolScale:
+    """rheobase_nA: the full cell's rheobase; delay_ms before every stimulus (rest is recorded)."""
+
+    rheobase_nA: float
+    delay_ms: float = 100.0
+
+    def step(self, k: float, dur_ms: float, tail_ms: float = 200.0):
+        return Step(amp_nA=round(k * self.rheobase_nA, 6), delay_ms=self.delay_ms, dur_ms=dur_ms,
+                    tstop_ms=self.delay_ms + dur_ms + tail_ms)
+
+    def ou(self, mean_k: float, sd_k: float, tau_ms: float, seed: int, dur_ms: float = 2000.0):
+        return OU(mean_nA=round(mean_k * self.rheobase_nA, 6), sd_nA=round(sd_k * self.rheobase_nA, 6), tau_ms=tau_ms,
+                  seed=seed, delay_ms=self.delay_ms, dur_ms=dur_ms, tstop_ms=self.delay_ms + dur_ms)
+
+    def ramp(self, end_k: float, dur_ms: float):
+        return Ramp(amp_start_nA=0.0, amp_end_nA=round(end_k * self.rheobase_nA, 6), delay_ms=self.delay_ms,
+                    dur_ms=dur_ms, tstop_ms=self.delay_ms + dur_ms + 100.0)
+
+
+def training_protocols(scale: ProtocolScale, size: str = "standard"):
+    """Protocols the model is fitted to. size: "standard" or "small" (tests, tiny cells)."""
+    if size == "small":
+        return [scale.step(-0.5, 150), scale.step(0.6, 150), scale.step(1.3, 150), scale.ou(0.7, 0.6, 5.0, seed=1, dur_ms=300)]
+    return [
+        scale.step(-0.6, 800), scale.step(0.5, 1500), scale.step(0.9, 1500), scale.step(1.05, 1500),
+        scale.step(1.2, 1500), scale.step(1.45, 1500),
+        scale.ou(0.8, 0.5, 5.0, seed=1), scale.ou(0.5, 0.8, 20.0, seed=2), scale.ramp(2.0, 2000.0),
+    ]
+
+
+def validation_protocols(scale: ProtocolScale, size: str = "standard"):
+    """Protocols for early stopping and model selection (closed loop in NEURON); not test protocols."""
+    if size == "small":
+        return [scale.step(0.9, 150), scale.ou(0.6, 0.6, 8.0, seed=101, dur_ms=300)]
+    return [scale.step(1.15, 1000), scale.ou(0.8, 0.5, 5.0, seed=101, dur_ms=1500)]
+
+
+def held_out_protocols(scale: ProtocolScale, size: str = "standard"):
+    """Held-out protocols of the benchmark: other amplitudes, longer steps, other noise, another ramp."""
+    if size == "small":
+        return [scale.step(1.0, 200), scale.step(-0.8, 150), scale.ou(0.65, 0.7, 10.0, seed=202, dur_ms=300)]
+    return [
+        scale.step(1.1, 2000), scale.step(1.3, 2000), scale.step(1.6, 2000), scale.step(-1.0, 1000),
+        scale.ou(0.8, 0.5, 5.0, seed=11, dur_ms=2000), scale.ou(0.7, 0.6, 10.0, seed=12, dur_ms=2000),
+        scale.ou(0.9, 0.4, 3.0, seed=13, dur_ms=2000), scale.ramp(1.6, 1500.0),
+    ]
+
+
+def protocol_kind(protocol) -> str:
+    """'step' (depolarising, >= 1 s: 'long_step'), 'hyperpolarizing', 'noise' or 'ramp' (for reports)."""
+    d = protocol.to_dict()
+    if d["type"] == "step":
+        if d["amp_nA"] < 0:
+            return "hyperpolarizing"
+        return "long_step" if d["dur_ms"] >= 1000 else "step"
+    if d["type"] == "ou":
+        return "noise"
+    return d["type"]
