@@ -21,9 +21,78 @@ def _cmd_build(args):
 
 def _cmd_demo(args):
     from .bench.hh_demo import run_hh_demo
+    from .bench.reduction import run_benchmark
+    from .reduce import ReduceConfig, reduce
 
-    print("neuron-hybrid demo: NEURON's hh Na and K channels as learned TorchScript currents, inside NEURON")
-    run_hh_demo(args.out, repeats=args.repeats)
+    out = Path(args.out)
+    print("neuron-hybrid demo, part 1: NEURON's hh Na and K channels as learned TorchScript currents, inside NEURON")
+    run_hh_demo(out / "learned_hh", repeats=args.repeats)
+    if args.skip_reduction:
+        return 0
+    print(f"\nneuron-hybrid demo, part 2: reduce {args.cell} to one compartment with a learned axial current")
+    model = reduce(args.cell, out / "model", ReduceConfig(workers=args.workers))
+    print(f"\nneuron-hybrid demo, part 3: benchmark on held-out protocols (report in {out / 'report'})")
+    run_benchmark(model, out / "report", repeats=args.repeats, workers=args.workers)
+    return 0
+
+
+def _reduce_config(args):
+    from .reduce import ReduceConfig
+    from .train.teacher import TeacherConfig
+
+    cfg = ReduceConfig(n_latent=args.latents, workers=args.workers, seed=args.seed, closed_loop=not args.no_closed_loop,
+                       protocol_size=args.size, rheobase_nA=args.rheobase)
+    if args.epochs is not None:
+        cfg.teacher = TeacherConfig(epochs=args.epochs, lr=cfg.teacher.lr, lr_min=cfg.teacher.lr_min, seed=args.seed)
+    return cfg
+
+
+def _cmd_reduce(args):
+    from .reduce import reduce
+
+    cell = args.cell
+    mod_dirs = list(args.mod_dir)
+    if args.morphology:
+        import importlib
+
+        from .cells import from_morphology
+
+        module, _, func = args.biophysics.partition(":")
+        biophysics = getattr(importlib.import_module(module), func)
+        cell = _MorphologyCell(args.morphology, biophysics)
+    params = dict(kv.split("=", 1) for kv in args.param)
+    params = {k: _number(v) for k, v in params.items()}
+    reduce(cell, args.out, _reduce_config(args), cell_params=params or None, mod_dirs=mod_dirs)
+    return 0
+
+
+class _MorphologyCell:
+    """A picklable builder for a user's morphology + biophysics function (for worker processes)."""
+
+    def __init__(self, path, biophysics):
+        self.path, self.biophysics = str(path), biophysics
+        self.__name__ = Path(path).stem
+
+    def __call__(self, **params):
+        from .cells import from_morphology
+
+        return from_morphology(self.path, biophysics=self.biophysics, params=params or None)
+
+
+def _number(v: str):
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+
+def _cmd_benchmark(args):
+    from .bench.reduction import run_benchmark
+
+    run_benchmark(args.model_dir, args.report, repeats=args.repeats, workers=args.workers)
     return 0
 
 
@@ -52,7 +121,37 @@ def make_parser() -> argparse.ArgumentParser:
                        description="Learned hh currents vs NEURON's hh on every engine: accuracy and cost per step.")
     d.add_argument("--out", default="reports/demo", help="output folder for models, metrics.json and plots")
     d.add_argument("--repeats", type=int, default=5, help="timing repeats (median is reported)")
+    d.add_argument("--cell", default="ca1_pospischil", help="cell reduced in part 2")
+    d.add_argument("--workers", type=int, default=2, help="processes for data generation")
+    d.add_argument("--skip-reduction", action="store_true", help="run only part 1 (learned hh)")
     d.set_defaults(func=_cmd_demo)
+
+    r = sub.add_parser("reduce", help="reduce a detailed cell to one compartment with a learned axial current",
+                       description="Generate data with NEURON, train the learned axial current, export and validate a "
+                                   "reduced model directory (resumable: rerun the same command after an interruption).")
+    r.add_argument("--cell", default="ca1_pospischil", help="built-in cell name (neuron-hybrid cells lists them)")
+    r.add_argument("--morphology", help="your own SWC/ASC file instead of --cell (with --biophysics)")
+    r.add_argument("--biophysics", help="module:function inserting your channels, e.g. mycells:insert_channels")
+    r.add_argument("--mod-dir", action="append", default=[], metavar="DIR", help="your MOD files (repeatable)")
+    r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="cell builder override")
+    r.add_argument("--out", required=True, help="model directory to write")
+    r.add_argument("--latents", type=int, default=4, help="latents of the axial current (default 4)")
+    r.add_argument("--epochs", type=int, default=None, help="teacher-forcing epochs (default 200)")
+    r.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop (BPTT) stage")
+    r.add_argument("--size", choices=["standard", "small"], default="standard", help="protocol set size")
+    r.add_argument("--rheobase", type=float, default=None, help="stimulus scale in nA (default: measured)")
+    r.add_argument("--workers", type=int, default=2)
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(func=_cmd_reduce)
+
+    bm = sub.add_parser("benchmark", help="full vs reduced cell on held-out protocols (accuracy, speed, report)",
+                        description="Run the full and the reduced cell in NEURON on protocols not used in training and "
+                                    "write metrics.json, report.md and plots.")
+    bm.add_argument("model_dir")
+    bm.add_argument("--report", default=None, help="report folder (default MODEL_DIR/report)")
+    bm.add_argument("--repeats", type=int, default=5, help="timing repeats (median)")
+    bm.add_argument("--workers", type=int, default=2)
+    bm.set_defaults(func=_cmd_benchmark)
 
     e = sub.add_parser("export-hh", help="write hh's K and Na channels as learned-current files (hh_k.pt, hh_na.pt)",
                        description="Export exact re-expressions of NEURON's hh K (1 latent) and Na (2 latents) channels.")
@@ -63,6 +162,9 @@ def make_parser() -> argparse.ArgumentParser:
     from .cli_data import add_subcommands as add_data_commands
 
     add_data_commands(sub)
+    from .cli_kinetics import add_subcommands as add_kinetics_commands
+
+    add_kinetics_commands(sub)
     return p
 
 

@@ -253,6 +253,7 @@ def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dir
         "format_version": FORMAT_VERSION,
         "cell": cell_name,
         "cell_params": info["params"],
+        "cell_overrides": dict(cell_params or {}),
         "cell_n_segments": info["n_segments"],
         "morphology_sha256": info["morphology_sha256"],
         "mod_dirs": [str(Path(d).resolve()) for d in mod_dirs],

@@ -169,6 +169,8 @@ class TeacherConfig:
     grid_step_mV: float = 0.1
     seed: int = 0
     checkpoint_every: int = 50
+    spike_weight: float = 0.1          # loss weight of samples with V above spike_threshold_mV
+    spike_threshold_mV: float = -40.0  # (spike currents are large; between spikes timing is decided)
 
 
 def current_rmse(model, seqs, grid_step_mV: float = 0.1) -> float:
@@ -193,7 +195,8 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
     torch.manual_seed(config.seed)
     grid = torch.arange(model.v_min, model.v_max + 0.5 * config.grid_step_mV, config.grid_step_mV, dtype=torch.float64)
     batch = make_batch(seqs, grid)
-    n_total = batch.n_samples
+    weight = batch.mask * torch.where(batch.v[:, 1:] > config.spike_threshold_mV, config.spike_weight, 1.0)
+    n_total = float(weight.sum())
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1), eta_min=config.lr_min)
     history = {"loss": [], "config": asdict(config)}
@@ -216,7 +219,7 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
         bar = tqdm(bar, desc="teacher forcing", initial=start, total=config.epochs, leave=False)
     for epoch in bar:
         opt.zero_grad()
-        loss = (((batch_current(model, batch) - batch.target) * batch.mask) ** 2).sum() / n_total
+        loss = (weight * (batch_current(model, batch) - batch.target) ** 2).sum() / n_total
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         opt.step()

@@ -168,3 +168,64 @@ class SomaTwin:
                 states.append(st)
         v = torch.stack(vs, dim=1)
         return (v, states) if keep_states else v
+
+    # -- states along a recorded voltage (teacher forcing) -----------------------------------
+    @torch.no_grad()
+    def teacher_states(self, v: torch.Tensor, dt: float) -> dict:
+        """Gate and pool trajectories when the membrane follows the recorded v [S, T] (mV).
+
+        Gates are driven exactly as in NEURON (cnexp at v[n] after step n), starting from the rest
+        state at v[:, 0]; gate recurrences run as scans, the Ca pool sequentially (its current
+        depends on eca(cai)). Returns {"gates": {suffix: {gate: [S, T]}}, "cai": [S, T] or None}.
+        """
+        from neuron_hybrid.train.scan import linear_recurrence
+
+        v = torch.as_tensor(v, dtype=torch.float64)
+        rest = self.rest_state(v[:, 0])
+        S, T = v.shape
+
+        def scan_gates(m, p, cai):
+            r = m.rates(v, celsius=self.celsius, cai=cai if m.uses_cai else None, **p)
+            out = {}
+            for g, (xinf, tau) in r.items():
+                xinf = torch.broadcast_to(xinf, v.shape)
+                log_alpha = (-dt / torch.broadcast_to(tau, v.shape)).unsqueeze(-1)
+                b = (-torch.expm1(log_alpha)) * xinf.unsqueeze(-1)
+                x0 = rest.gates[m.suffix][g].reshape(S, 1)
+                x = linear_recurrence(log_alpha[:, 1:], b[:, 1:], x0)[..., 0]
+                out[g] = torch.cat([x0, x], dim=1)
+            return out
+
+        gates = {}
+        for m, _, p in self.channels:
+            if m.gates and not m.uses_cai:
+                if getattr(m, "coupled", False):
+                    raise NotImplementedError(f"{m.suffix}: coupled (kinetic-scheme) gates are not supported here")
+                gates[m.suffix] = scan_gates(m, p, None)
+        cai = None
+        if self.ca_pool:
+            cai_list = [rest.cai]
+            c = rest.cai
+            ca_channels = [(m, gbar, p) for m, gbar, p in self.channels if not m.uses_cai]
+            for n in range(T - 1):
+                e = self.reversals(c)
+                ica = torch.zeros(S, dtype=torch.float64)
+                for m, gbar, p in ca_channels:
+                    st = {g: x[:, n] for g, x in gates.get(m.suffix, {}).items()}
+                    parts = m.currents_by_variable(v[:, n], st, gbar, e, celsius=self.celsius, **p)
+                    if "ica" in parts:
+                        ica = ica + parts["ica"]
+                for pool, pp in self.pools:
+                    c = pool.step(c, ica, dt, **pp)
+                cai_list.append(c)
+            cai = torch.stack(cai_list, dim=1)
+        for m, _, p in self.channels:
+            if m.gates and m.uses_cai:
+                gates[m.suffix] = scan_gates(m, p, cai)
+        return {"gates": gates, "cai": cai}
+
+    def state_at(self, traj: dict, v: torch.Tensor, rows, cols, z=None) -> TwinState:
+        """The TwinState of samples (rows, cols) of a teacher_states trajectory and voltage v [S, T]."""
+        gates = {s: {g: x[rows, cols] for g, x in d.items()} for s, d in traj["gates"].items()}
+        cai = None if traj["cai"] is None else traj["cai"][rows, cols]
+        return TwinState(v[rows, cols], gates, cai, z)

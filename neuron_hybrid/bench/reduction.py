@@ -1,0 +1,244 @@
+"""Benchmark a reduced cell against its full cell on held-out protocols: accuracy, speed, report.
+
+For every protocol of ``neuron_hybrid.reduce.protocols.held_out_protocols`` (none used in
+training), the full cell and the reduced cell run in NEURON with the same dt; reported: Gamma
+(+-2 ms), spike-count error, first-spike latency error, subthreshold RMSE, eFEL features (AP
+amplitude, AHP depth, ISI CV), runaway. Speed: wall time per simulated second of the full cell,
+the reduced cell and the plain soma (no learned current), median of `repeats` runs with
+``ParallelContext.psolve``, fixed step, one thread. Writes metrics.json, report.md and PNGs.
+"""
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import compare_traces, efel_features, nanmean
+
+GOALS = {
+    "gamma_noise": 0.9, "gamma_long_steps_and_ramps": 0.8, "spike_count_error_steps": 1,
+    "subthreshold_rmse_mV": 1.0, "speedup": 80.0, "reduced_cost_vs_soma": 1.5,
+}
+
+
+def _time_cell(build, repeats: int, tstop_ms: float, dt_ms: float) -> float:
+    """Median wall seconds per simulated second of the cell made by build() (alone in NEURON)."""
+    from neuron import h
+
+    from ..datagen.run import steady_state_initialize
+    from ..stimuli import Step
+
+    cell = build()
+    handle = Step(amp_nA=0.0, delay_ms=0.0, dur_ms=tstop_ms, tstop_ms=tstop_ms).attach(cell, dt_ms=dt_ms)
+    cell.apply_globals()
+    pc = h.ParallelContext()
+    pc.set_maxstep(10)
+    times = []
+    for _ in range(repeats):
+        steady_state_initialize(cell.v_init_mV if cell.v_init_mV is not None else -65.0, dt_ms=dt_ms, settle_ms=50.0,
+                                coarse_steps=2)
+        t0 = time.perf_counter()
+        pc.psolve(tstop_ms)
+        times.append(time.perf_counter() - t0)
+    del handle, cell
+    return statistics.median(times) * 1000.0 / tstop_ms
+
+
+class _SomaOnly:
+    def __init__(self, desc):
+        from ..reduce.soma import build_soma
+
+        self.soma = build_soma(desc, "plain_soma")
+        self.v_init_mV = desc["v_init_mV"]
+        self.celsius = desc["celsius_degC"]
+
+    def apply_globals(self):
+        from neuron import h
+
+        h.celsius = self.celsius
+
+
+def run_benchmark(model_dir, report_dir=None, repeats: int = 5, timing_ms: float = 1000.0, size: str = None,
+                  workers: int = 2, log=print, plots: bool = True) -> dict:
+    """Full vs reduced cell on held-out protocols. Returns the metrics dict (also written to report_dir)."""
+    from .. import cells as cells_mod
+    from ..datagen import generate, read_traces
+    from ..datagen.run import simulate_voltage
+    from ..reduce import ReducedCell
+    from ..reduce.protocols import ProtocolScale, held_out_protocols, protocol_kind
+    from ..runtime import load_mechanisms
+
+    model_dir = Path(model_dir)
+    report = Path(report_dir) if report_dir else model_dir / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    load_mechanisms(extra_mod_dirs=meta.get("mod_dirs", []), verbose=False)
+    size = size or meta.get("config", {}).get("protocol_size", "standard")
+    protocols = held_out_protocols(ProtocolScale(meta["rheobase_nA"]), size)
+    cell_name = meta["cell"]
+    overrides = dict(meta.get("cell_overrides", {}))
+    dt = meta.get("config", {}).get("dt_ms", 0.025)
+
+    # full cell on the held-out protocols (data generation machinery: parallel, resumable, cached)
+    t0 = time.perf_counter()
+    h5 = report / "held_out.h5"
+    generate(cell_name, protocols, h5, workers=workers, dt_ms=dt, progress=True, cell_params=overrides,
+             mod_dirs=meta.get("mod_dirs", []))
+    full_traces = read_traces(h5)[0]
+    t_full_data = time.perf_counter() - t0
+
+    red = ReducedCell.load(model_dir)
+    results = []
+    traces_for_plot = []
+    for proto, tr in zip(protocols, full_traces):
+        t, v, wall, (i_ax,) = simulate_voltage(red, proto, dt_ms=dt, extra_refs=[red.axial._ref_i])
+        n = min(len(v), len(tr.v_soma))
+        m = compare_traces(tr.t[:n], tr.v_soma[:n], v[:n])
+        d = proto.to_dict()
+        start, end = d.get("delay_ms", 0.0), d.get("delay_ms", 0.0) + d.get("dur_ms", d["tstop_ms"])
+        m["efel_full"] = efel_features(tr.t[:n], tr.v_soma[:n], start, end)
+        m["efel_reduced"] = efel_features(tr.t[:n], v[:n], start, end)
+        m["protocol"] = d
+        m["kind"] = protocol_kind(proto)
+        results.append(m)
+        traces_for_plot.append((d, tr.t[:n], tr.v_soma[:n], v[:n], tr.i_axial[:n], i_ax[:n]))
+    soma_desc = red.soma_description
+    learned = red.learned
+    del red
+
+    # speed
+    from ..reduce import ReducedCell as _RC
+
+    t_full = _time_cell(lambda: cells_mod.build(cell_name, **overrides), repeats, timing_ms, dt)
+    t_red = _time_cell(lambda: _RC.load(model_dir, name="timed"), repeats, timing_ms, dt)
+    t_soma = _time_cell(lambda: _SomaOnly(soma_desc), repeats, timing_ms, dt)
+
+    def agg(kinds, key):
+        return nanmean([r[key] for r in results if r["kind"] in kinds])
+
+    summary = {
+        "gamma_noise": agg({"noise"}, "gamma"),
+        "gamma_long_steps_and_ramps": agg({"long_step", "step", "ramp"}, "gamma"),
+        "max_abs_spike_count_error_steps": max([abs(r["spike_count_error"]) for r in results if r["kind"] in ("long_step", "step")] or [0]),
+        "mean_abs_first_spike_latency_error_ms": nanmean([abs(r["first_spike_latency_error_ms"]) for r in results]),
+        "subthreshold_rmse_mV": nanmean([r["subthreshold_rmse_mV"] for r in results]),
+        "runaway_protocols": sum(r["runaway"] for r in results),
+        "full_s_per_s": t_full, "reduced_s_per_s": t_red, "soma_s_per_s": t_soma,
+        "speedup": t_full / t_red, "reduced_cost_vs_soma": t_red / t_soma,
+        "engine": learned.engine,
+        "full_data_seconds": t_full_data,
+        "n_segments_full": meta.get("cell_n_segments"),
+        "training_seconds": meta.get("training", {}).get("train_seconds"),
+    }
+    summary["goals_met"] = {
+        "gamma_noise>=0.9": summary["gamma_noise"] >= GOALS["gamma_noise"],
+        "gamma_long_steps_and_ramps>=0.8": summary["gamma_long_steps_and_ramps"] >= GOALS["gamma_long_steps_and_ramps"],
+        "spike_count_error_steps<=1": summary["max_abs_spike_count_error_steps"] <= GOALS["spike_count_error_steps"],
+        "subthreshold_rmse<=1mV": summary["subthreshold_rmse_mV"] <= GOALS["subthreshold_rmse_mV"],
+        "no_runaway": summary["runaway_protocols"] == 0,
+        "speedup>=80": summary["speedup"] >= GOALS["speedup"],
+        "reduced_cost<=1.5x_soma": summary["reduced_cost_vs_soma"] <= GOALS["reduced_cost_vs_soma"],
+    }
+    out = {"model_dir": str(model_dir), "cell": cell_name, "summary": summary, "protocols": results,
+           "timing": {"repeats": repeats, "simulated_ms": timing_ms, "dt_ms": dt, "method": "ParallelContext.psolve, fixed step, 1 thread"}}
+    (report / "metrics.json").write_text(json.dumps(out, indent=1, default=_json_default))
+    _write_markdown(report, out)
+    if plots:
+        _plot_traces(report / "traces.png", traces_for_plot)
+        _plot_latents(report / "latents.png", learned)
+    log(_headline(out))
+    return out
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+def _fmt(x, nd=2):
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+
+def _headline(out) -> str:
+    s = out["summary"]
+    return (f"{out['cell']}: Gamma noise {_fmt(s['gamma_noise'])}, Gamma long steps/ramps {_fmt(s['gamma_long_steps_and_ramps'])}, "
+            f"max |spike-count error| on steps {s['max_abs_spike_count_error_steps']}, subthreshold RMSE "
+            f"{_fmt(s['subthreshold_rmse_mV'])} mV, runaways {s['runaway_protocols']}, speed-up {_fmt(s['speedup'], 0)}x "
+            f"(full {_fmt(s['full_s_per_s'])} s/s, reduced {_fmt(s['reduced_s_per_s'], 4)} s/s, "
+            f"{_fmt(s['reduced_cost_vs_soma'])}x the plain soma)")
+
+
+def _write_markdown(report: Path, out) -> None:
+    s = out["summary"]
+    lines = [f"# Reduction benchmark: {out['cell']}", "", _headline(out), "",
+             "| protocol | kind | spikes full | spikes reduced | Gamma | latency err (ms) | subthr. RMSE (mV) | AP amp full/red (mV) | AHP full/red (mV) | ISI CV full/red |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in out["protocols"]:
+        d = r["protocol"]
+        desc = ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("tstop_ms",))
+        ef, er = r["efel_full"], r["efel_reduced"]
+        lines.append(f"| {desc} | {r['kind']} | {r['n_spikes_ref']} | {r['n_spikes_model']} | {_fmt(r['gamma'])} | "
+                     f"{_fmt(r['first_spike_latency_error_ms'], 1)} | {_fmt(r['subthreshold_rmse_mV'])} | "
+                     f"{_fmt(ef['AP_amplitude'], 1)}/{_fmt(er['AP_amplitude'], 1)} | {_fmt(ef['AHP_depth'], 1)}/{_fmt(er['AHP_depth'], 1)} | "
+                     f"{_fmt(ef['ISI_CV'])}/{_fmt(er['ISI_CV'])} |")
+    lines += ["", "## Goals", ""] + [f"- {k}: {'met' if v else 'NOT met'}" for k, v in s["goals_met"].items()]
+    lines += ["", f"Speed: full {s['full_s_per_s']:.3f} s per simulated s, reduced {s['reduced_s_per_s']:.4f}, plain soma "
+              f"{s['soma_s_per_s']:.4f} ({out['timing']['method']}, median of {out['timing']['repeats']}).",
+              "", "![traces](traces.png)", "", "![latents](latents.png)", ""]
+    (report / "report.md").write_text("\n".join(lines))
+
+
+def _plot_traces(path, items):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(items)
+    fig, axes = plt.subplots(n, 2, figsize=(13, 2.1 * n), squeeze=False, gridspec_kw={"width_ratios": [3, 1.2]})
+    for row, (d, t, vf, vr, iax_full, iax_red) in zip(axes, items):
+        row[0].plot(t, vf, "k", lw=1.2, label="full")
+        row[0].plot(t, vr, "C3", lw=0.8, label="reduced")
+        row[0].set_ylabel("V soma (mV)")
+        row[0].set_title(f"{d['type']} " + ", ".join(f"{k}={v}" for k, v in d.items() if k.endswith(("nA", "seed"))), fontsize=8)
+        row[1].plot(t, iax_full, "k", lw=0.8, label="full (recorded)")
+        row[1].plot(t, iax_red, "C3", lw=0.6, label="learned")
+        row[1].set_ylabel("I axial (nA)")
+        row[1].set_xlim(t[0], min(t[-1], t[0] + 400.0))
+    axes[0][0].legend(fontsize=8)
+    axes[0][1].legend(fontsize=7)
+    axes[-1][0].set_xlabel("t (ms)")
+    axes[-1][1].set_xlabel("t (ms)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_latents(path, learned):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vmin, vmax = learned.v_range
+    v = np.linspace(vmin, vmax, 400)
+    zinf, tau = learned.rates(v)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for k in range(zinf.shape[1]):
+        a.plot(v, zinf[:, k], label=f"z{k + 1}")
+        b.semilogy(v, tau[:, k], label=f"z{k + 1}")
+    a.plot(v, v, "k:", lw=0.8, label="z = V")
+    a.set_xlabel("V (mV)")
+    a.set_ylabel("z_inf (mV)")
+    b.set_xlabel("V (mV)")
+    b.set_ylabel("tau (ms)")
+    a.legend(fontsize=8)
+    fig.suptitle("learned axial current: latent steady states and time constants")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
