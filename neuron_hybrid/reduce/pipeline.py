@@ -55,7 +55,7 @@ class ReduceConfig:
     workers: int = 2
     seed: int = 0
     eval_every: int = 25
-    teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(epochs=200, lr=1e-2, lr_min=3e-4))
+    teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(epochs=250, lr=3e-3, lr_min=1e-4))
     closed_loop: bool = True
     closed_loop_config: ClosedLoopConfig = field(default_factory=ClosedLoopConfig)
     threads: int = 2

@@ -25,15 +25,15 @@ from .teacher import TeacherBatch, batch_current, teacher_latents
 class ClosedLoopConfig:
     """Stage 2. window_ms: curriculum of window lengths (ms), iters_per_window iterations each."""
 
-    window_ms: tuple = (10.0, 25.0, 50.0)
-    iters_per_window: int = 15
-    batch: int = 16
+    window_ms: tuple = (10.0, 25.0)
+    iters_per_window: int = 10
+    batch: int = 12
     lr: float = 2e-4
     clip: float = 1.0
     current_weight: float = 100.0
     spike_window_fraction: float = 0.5
     eval_every: int = 5
-    patience: int = 4
+    patience: int = 2
     seed: int = 0
 
 
