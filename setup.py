@@ -30,7 +30,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["neuron_hybrid", "neuron_hybrid.*"]),
-    package_data={"neuron_hybrid.runtime": ["bridge/*.cpp", "bridge/*.h"]},
+    package_data={"neuron_hybrid.runtime": ["bridge/*.cpp", "bridge/*.h"], "neuron_hybrid.dic": ["weights/*.pt"]},
     install_requires=[
         "neuron>=9.0,<10",
         "torch==2.13.0",

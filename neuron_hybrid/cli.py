@@ -165,6 +165,9 @@ def make_parser() -> argparse.ArgumentParser:
     from .cli_kinetics import add_subcommands as add_kinetics_commands
 
     add_kinetics_commands(sub)
+    from .cli_dic import add_subcommands as add_dic_commands
+
+    add_dic_commands(sub)
     return p
 
 
