@@ -42,7 +42,7 @@ setup(
         "efel>=5.0",
         "sympy>=1.12",
     ],
-    extras_require={"test": ["pytest>=7"], "mpi": ["mpi4py>=3.1"], "nwb": ["pynwb>=2"]},
+    extras_require={"test": ["pytest>=7", "pynwb>=2"], "mpi": ["mpi4py>=3.1"], "nwb": ["pynwb>=2"]},
     entry_points={"console_scripts": ["neuron-hybrid=neuron_hybrid.cli:main"]},
     cmdclass={"build_py": BuildPyWithData},
 )
