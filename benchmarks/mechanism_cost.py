@@ -1,7 +1,7 @@
 """Per-time-step cost of learned currents inside NEURON (issue: mechanism runtime, point 4).
 
 One 20x20 um compartment, fixed step dt = 0.025 ms, one thread, timed with ParallelContext.psolve
-(median of --repeats runs of --tstop ms), driven by a constant 0.1 nA current so that it spikes:
+(median over --rounds interleaved rounds of the median of --repeats runs of --tstop ms), driven by a constant 0.1 nA current so that it spikes:
   (a) hh
   (b) hh + a learned current with 4 latents whose rates and current are 2x32 tanh MLPs, fast engine
   (c) the same on the libtorch (torchscript) engine
@@ -13,6 +13,7 @@ Goals: (b) <= 2x (a), (d) <= 1.3x (a). Writes JSON (default benchmarks/results/m
 import argparse
 import json
 import platform
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def measure(h, learned=None, zero_gk=False, tstop=2000.0, repeats=7):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tstop", type=float, default=2000.0, help="simulated ms per timing run")
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=5, help="psolve runs per measurement (median)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds over the cases (median)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "mechanism_cost.json"))
     args = ap.parse_args(argv)
     from neuron import h
@@ -56,14 +58,19 @@ def main(argv=None):
         "d_hh_learned_k_fast": dict(learned=nh.LearnedCurrent.load(k_file), zero_gk=True),
         "d2_hh_learned_k_compiled": dict(learned=nh.LearnedCurrent.load(k_file, engine="compiled"), zero_gk=True),
     }
-    results = {}
+    results = {name: {"rounds_us_per_step": []} for name in cases}
+    for _ in range(args.rounds):  # interleaved rounds: slow drifts of the machine hit every case alike
+        for name, kw in cases.items():
+            reps = 1 if "torchscript" in name else args.repeats
+            tstop = min(args.tstop, 200.0) if "torchscript" in name else args.tstop
+            cost, timing = measure(h, tstop=tstop, repeats=reps, **kw)
+            results[name]["rounds_us_per_step"].append(cost)
     for name, kw in cases.items():
-        reps = 1 if "torchscript" in name else args.repeats
-        tstop = min(args.tstop, 200.0) if "torchscript" in name else args.tstop
-        cost, timing = measure(h, tstop=tstop, repeats=reps, **kw)
         lc = kw.get("learned")
-        results[name] = {"us_per_step": cost, "engine": lc.engine if lc else "builtin hh",
-                         "engine_errors": lc.engine_errors if lc else None, "timing": timing}
+        r = results[name]
+        r["us_per_step"] = statistics.median(r["rounds_us_per_step"])
+        r["engine"] = lc.engine if lc else "builtin hh"
+        r["engine_errors"] = lc.engine_errors if lc else None
     base = results["a_hh"]["us_per_step"]
     for r in results.values():
         r["ratio_to_hh"] = r["us_per_step"] / base
@@ -78,6 +85,7 @@ def main(argv=None):
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"results": results, "summary": summary, "tstop_ms": args.tstop, "dt_ms": 0.025,
+                               "rounds": args.rounds, "repeats": args.repeats,
                                "machine": platform.processor() or platform.machine(), "neuron_hybrid": nh.__version__},
                               indent=1))
     print(f"wrote {out}")

@@ -22,9 +22,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KMAX = 8  # latents per learned-current mechanism; must equal NH_KMAX in nh_bridge.h
-N_DENSITY_SLOTS = 6  # nh_learned0..5: at most this many different learned density currents per section
-DENSITY_SUFFIXES = tuple(f"nh_learned{k}" for k in range(N_DENSITY_SLOTS))
-POINT_PROCESS = "NhLearnedPoint"
+N_DENSITY_SLOTS = 6  # at most this many different learned density currents per section
+#: mechanism families by the number of latents they hold: (max latents, density suffix pattern, point process).
+#: NEURON 9's per-step cost of a mechanism grows with its number of variables, so models with few
+#: latents run in a compact family.
+FAMILIES = ((2, "nh_learned{slot}_k2", "NhLearnedPointK2"), (KMAX, "nh_learned{slot}", "NhLearnedPoint"))
+DENSITY_SUFFIXES = tuple(pat.format(slot=k) for _, pat, _ in FAMILIES for k in range(N_DENSITY_SLOTS))
+POINT_PROCESS = "NhLearnedPoint"  # the general point process (up to KMAX latents)
+
+
+def density_suffixes_for(n_latent: int) -> tuple:
+    """Density slots able to hold `n_latent` latents, compact families first."""
+    return tuple(pat.format(slot=k) for kmax, pat, _ in FAMILIES if n_latent <= kmax for k in range(N_DENSITY_SLOTS))
+
+
+def point_process_for(n_latent: int) -> str:
+    """The most compact point process able to hold `n_latent` latents."""
+    return next(pp for kmax, _, pp in FAMILIES if n_latent <= kmax)
 
 _BRIDGE_DIR = Path(__file__).resolve().parent / "bridge"
 _loaded: "MechanismLibrary | None" = None
@@ -64,27 +78,30 @@ def render_learned_mechanisms() -> dict[str, str]:
     """Render the learned-current template into {file name: MOD text} for every slot."""
     template = (package_mod_dir() / "learned" / "learned_current.mod.in").read_text()
     out = {}
-    specs = [(s, f"SUFFIX {s}", "mA/cm2", "S/cm2") for s in DENSITY_SUFFIXES]
-    specs.append((POINT_PROCESS, f"POINT_PROCESS {POINT_PROCESS}", "nA", "uS"))
-    for name, kind_line, iunit, gunit in specs:
-        lines = []
-        for line in template.splitlines():
-            if line.startswith(":"):
-                continue  # template comments
-            if "@k" in line:
-                lines.extend(line.replace("@k0", str(k - 1)).replace("@k", str(k)) for k in range(1, KMAX + 1))
-            else:
-                lines.append(line)
-        text = "\n".join(lines) + "\n"
-        text = (
-            text.replace("@NAME@", name)
-            .replace("@KIND_LINE@", kind_line)
-            .replace("@IUNIT@", iunit)
-            .replace("@GUNIT@", gunit)
-            .replace("@KMAX@", str(KMAX))
-            .replace("@ZLIST@", ", ".join(f"z{k}" for k in range(1, KMAX + 1)))
-        )
-        out[f"{name}.mod"] = text
+    for kmax, pattern, point in FAMILIES:
+        specs = [(pattern.format(slot=k), "mA/cm2", "S/cm2") for k in range(N_DENSITY_SLOTS)] + [(point, "nA", "uS")]
+        for name, iunit, gunit in specs:
+            kind_line = f"POINT_PROCESS {name}" if name == point else f"SUFFIX {name}"
+            lines = []
+            for line in template.splitlines():
+                if line.startswith(":"):
+                    continue  # template comments
+                if "@k" in line:
+                    lines.extend(line.replace("@k0", str(k - 1)).replace("@k", str(k)) for k in range(1, kmax + 1))
+                else:
+                    lines.append(line)
+            text = "\n".join(lines) + "\n"
+            zlist = [f"z{k}" for k in range(1, kmax + 1)] + ["0"] * (KMAX - kmax)
+            text = (
+                text.replace("@NAME@", name)
+                .replace("@KIND_LINE@", kind_line)
+                .replace("@IUNIT@", iunit)
+                .replace("@GUNIT@", gunit)
+                .replace("@KMAX@", str(kmax))
+                .replace("@BUFMAX@", str(KMAX))
+                .replace("@ZLIST@", ", ".join(zlist))
+            )
+            out[f"{name}.mod"] = text
     return out
 
 

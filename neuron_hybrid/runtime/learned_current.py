@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .build import DENSITY_SUFFIXES, POINT_PROCESS, load_mechanisms, loaded_library
+from .build import DENSITY_SUFFIXES, density_suffixes_for, load_mechanisms, loaded_library, point_process_for
 from .contract import ContractError, check_numerics, read_attributes
 
 ENGINES = ("auto", "torchscript", "compiled", "table")
@@ -171,28 +171,29 @@ class LearnedCurrent:
     def insert(self, target, x: float = 0.5):
         """Insert into NEURON.
 
-        Density currents: ``target`` is a Section; returns the mechanism suffix used
-        (``nh_learned0`` .. ``nh_learned5``, the first one free in that section).
+        Density currents: ``target`` is a Section; returns the mechanism suffix used: the first
+        slot free in that section, ``nh_learned0_k2`` .. ``nh_learned5_k2`` for models with up to
+        2 latents (a compact family), then ``nh_learned0`` .. ``nh_learned5`` (up to 8).
         Point currents: ``target`` is a Segment (or a Section, at ``x``); returns the point process.
         """
         from neuron import h
 
         if self.kind == "point":
             seg = target if not hasattr(target, "nseg") else target(x)
-            pp = getattr(h, POINT_PROCESS)(seg)
+            name = point_process_for(self.n_latent)
+            pp = getattr(h, name)(seg)
             pp.model_id = self.handle
-            pp.instance_id = self._register(f"{seg} [{POINT_PROCESS} of {self.path.name}]")
+            pp.instance_id = self._register(f"{seg} [{name} of {self.path.name}]")
             self._point_processes.append(pp)
             return pp
         if not hasattr(target, "nseg"):
             raise TypeError(f"a density learned current is inserted into a Section, got {target!r}; "
                             "for a point current export the module with kind='point'")
         sec = target
-        suffix = next((s for s in DENSITY_SUFFIXES if not sec.has_membrane(s)), None)
+        suffix = next((s for s in density_suffixes_for(self.n_latent) if not sec.has_membrane(s)), None)
         if suffix is None:
-            raise RuntimeError(
-                f"{sec.name()} already holds {len(DENSITY_SUFFIXES)} learned density currents, the maximum per section"
-            )
+            raise RuntimeError(f"{sec.name()} has no free learned-current slot for {self.n_latent} latents "
+                               f"(at most {len(density_suffixes_for(self.n_latent))} per section)")
         sec.insert(suffix)
         for seg in sec:
             mech = getattr(seg, suffix)

@@ -81,7 +81,7 @@ def test_different_models_in_different_sections(h, hh_files):
     a, b = hh_soma(h, "a"), hh_soma(h, "b")
     a.gkbar_hh = 0.0
     b.gnabar_hh = 0.0
-    assert k.insert(a) == na.insert(b) == "nh_learned0"
+    assert k.insert(a) == na.insert(b) == "nh_learned0_k2"  # the compact family for <= 2 latents
     ref = hh_soma(h, "ref")
     stims = []
     for sec in (a, b, ref):

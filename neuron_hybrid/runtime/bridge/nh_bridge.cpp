@@ -15,9 +15,13 @@
 #include <dlfcn.h>
 #if defined(__AVX2__) && defined(NH_USE_LIBMVEC)
 #include <immintrin.h>
-// glibc's vector math library (libmvec, glibc >= 2.35): 4 doubles per call, a few ulp accurate
+// glibc's vector math library (libmvec, glibc >= 2.35): 4 (AVX2) or 8 (AVX-512) doubles per call
 extern "C" __m256d _ZGVdN4v_tanh(__m256d);
 extern "C" __m256d _ZGVdN4v_exp(__m256d);
+#if defined(__AVX512F__)
+extern "C" __m512d _ZGVeN8v_tanh(__m512d);
+#define NH_VEC8 1
+#endif
 #define NH_VEC4 1
 #endif
 
@@ -185,18 +189,22 @@ inline void linear_row_fixed(const double* __restrict Wt, const double* b, int K
                              double* __restrict y, double* __restrict dy, bool nd) {
     double acc[M], dacc[M];
     for (int m = 0; m < M; ++m) { acc[m] = b ? b[m] : 0.0; dacc[m] = 0.0; }
-    for (int k = 0; k < Kin; ++k) {
-        const double* __restrict w = Wt + (size_t)k * M;
-        const double xk = x[k];
-        for (int m = 0; m < M; ++m) acc[m] += w[m] * xk;
-    }
-    if (nd)
+    if (nd) {  // value and tangent in one pass over the weights
         for (int k = 0; k < Kin; ++k) {
-            const double dxk = dx[k];
-            if (dxk == 0.0) continue;
             const double* __restrict w = Wt + (size_t)k * M;
-            for (int m = 0; m < M; ++m) dacc[m] += w[m] * dxk;
+            const double xk = x[k], dxk = dx[k];
+            for (int m = 0; m < M; ++m) {
+                acc[m] += w[m] * xk;
+                dacc[m] += w[m] * dxk;
+            }
         }
+    } else {
+        for (int k = 0; k < Kin; ++k) {
+            const double* __restrict w = Wt + (size_t)k * M;
+            const double xk = x[k];
+            for (int m = 0; m < M; ++m) acc[m] += w[m] * xk;
+        }
+    }
     for (int m = 0; m < M; ++m) y[m] = acc[m];
     if (nd) for (int m = 0; m < M; ++m) dy[m] = dacc[m];
 }
@@ -291,6 +299,10 @@ void run_tape(const Tape& t, double v, const double* z, bool with_dot, std::vect
                 const double* a = r.V(ins.in[0]);
                 const double* da = r.D(ins.in[0]);
                 int k = 0;
+#ifdef NH_VEC8
+                if (ins.op == TANH)
+                    for (; k + 8 <= n; k += 8) _mm512_storeu_pd(y + k, _ZGVeN8v_tanh(_mm512_loadu_pd(a + k)));
+#endif
                 for (; k + 4 <= n; k += 4) {
                     const __m256d x = _mm256_loadu_pd(a + k);
                     _mm256_storeu_pd(y + k, ins.op == TANH ? _ZGVdN4v_tanh(x) : _ZGVdN4v_exp(x));
@@ -925,7 +937,7 @@ int nhb_rates(int h, int instance, double v, double* zinf, double* tau) {
     } catch (const std::exception& e) {
         return fail(where(m, instance) + ": rates() failed: " + e.what());
     }
-    for (int k = m->K; k < NH_KMAX; ++k) { zinf[k] = 0.0; tau[k] = 1.0; }
+    for (int k = m->K; k < NH_KMAX; ++k) { zinf[k] = 0.0; tau[k] = 1e300; }  // inert: exp(-dt/tau) = 1
     return 0;
 }
 
