@@ -30,14 +30,20 @@ class LatentAxialCurrent(nn.Module):
     v_min: float
     v_max: float
     kind: str
+    anchored: bool
+    v_rest_mV: float
 
     def __init__(self, n_latent: int = 4, v_min: float = -110.0, v_max: float = 60.0, e0_mV: float = -70.0,
                  tau_init_ms=None, width: int = 32, depth: int = 2, tau_min_ms: float = 0.05,
-                 log_tau_range: float = 4.0, zinf_scale_mV: float = 10.0, seed: int = 0):
+                 log_tau_range: float = 4.0, zinf_scale_mV: float = 10.0, seed: int = 0, v_rest_mV=None):
         super().__init__()
         K = n_latent
         self.n_latent, self.v_min, self.v_max, self.kind = K, float(v_min), float(v_max), "point"
         self.e0 = float(e0_mV)
+        # with v_rest_mV, every z_inf is shifted by the same offset so that the steady-state current at
+        # rest is exactly zero (as in the full cell, whose axial current vanishes at rest)
+        self.anchored = v_rest_mV is not None
+        self.v_rest_mV = float(v_rest_mV) if v_rest_mV is not None else 0.0
         self.v_center = 0.5 * (v_min + v_max)
         self.v_half = 0.5 * (v_max - v_min)
         self.tau_min = float(tau_min_ms)
@@ -60,12 +66,22 @@ class LatentAxialCurrent(nn.Module):
             self.net[-1].bias.zero_()
 
     # -- contract --------------------------------------------------------------------------
-    def rates(self, v: torch.Tensor):
+    def _rates(self, v: torch.Tensor):
         out = self.net(((v - self.v_center) / self.v_half).unsqueeze(-1))
         K = self.n_latent
         dv = (v - self.e0).unsqueeze(-1)
         zinf = self.e0 + self.a * dv + self.c + self.s_inf * out[:, :K]
         tau = self.tau_min + torch.exp(self.log_tau0 + self.r * torch.tanh(out[:, K:] / self.r))
+        return zinf, tau
+
+    def rates(self, v: torch.Tensor):
+        zinf, tau = self._rates(v)
+        if self.anchored:
+            vr = torch.full([1], self.v_rest_mV, dtype=v.dtype)
+            zr, _ = self._rates(vr)
+            g = self.w * self.w
+            i_rest = ((vr.unsqueeze(-1) - zr) * g).sum()
+            zinf = zinf + i_rest / (g.sum() + 1e-12)
         return zinf, tau
 
     def current(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

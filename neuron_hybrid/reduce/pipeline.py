@@ -220,8 +220,9 @@ def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dir
     K = config.n_latent
     taus = np.logspace(np.log10(config.tau_min_init_ms), np.log10(config.tau_max_init_ms), K).tolist() if K > 1 \
         else [config.tau_min_init_ms]
-    model = LatentAxialCurrent(n_latent=K, v_min=v_min, v_max=v_max, e0_mV=float(train_seqs[0].v_mV[0]),
-                               tau_init_ms=taus, width=config.width, depth=config.depth, seed=config.seed)
+    v_rest = float(np.median([s.v_mV[0] for s in train_seqs]))  # every protocol starts from rest
+    model = LatentAxialCurrent(n_latent=K, v_min=v_min, v_max=v_max, e0_mV=v_rest, tau_init_ms=taus,
+                               width=config.width, depth=config.depth, seed=config.seed, v_rest_mV=v_rest)
     t0 = time.perf_counter()
     lin = warm_start(model, train_seqs)
     log(f"linear warm start: current RMSE {lin['rmse_nA']:.4f} nA, instantaneous conductance {lin['w0_used']:.4f} uS")

@@ -177,7 +177,7 @@ class _Compiler:
                 op = getattr(torch.ops.aten, name) if kind.startswith("aten::") else None
                 if op is None:
                     raise Unsupported(kind)
-                res = op(*static)
+                res = self._call_with_schema(node, op, static)
             except Unsupported:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -195,6 +195,21 @@ class _Compiler:
         if name in _IDENTITY:
             return ins[0]
         raise Unsupported(f"unsupported operation {kind}")
+
+    @staticmethod
+    def _call_with_schema(node, op, values):
+        """Call an aten op with the node's arguments, keyword-only ones passed by name."""
+        try:
+            schema = torch._C.parse_schema(node.schema())
+        except Exception:  # noqa: BLE001 - no schema: positional call
+            return op(*values)
+        args, kwargs = [], {}
+        for arg, val in zip(schema.arguments, values):
+            if arg.kwarg_only:
+                kwargs[arg.name] = val
+            else:
+                args.append(val)
+        return op(*args, **kwargs)
 
     def example_args(self, ins):
         def ex(x):
@@ -439,6 +454,12 @@ class _Compiler:
 
     def op_stack(self, ins, static):
         return self._concat(list(ins[0]), ins[1] if len(ins) > 1 else 0, True)
+
+    def op_dtype(self, ins, static):  # prim::dtype: static metadata of a dynamic tensor
+        return ins[0].example.dtype
+
+    def op_device(self, ins, static):
+        return ins[0].example.device
 
     def op_size(self, ins, static):
         shape = list(ins[0].example.shape)

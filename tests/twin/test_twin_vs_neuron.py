@@ -54,11 +54,15 @@ def test_learned_current_same_in_neuron_and_torch(h, tmp_path, mechanisms):
     cell = cells.build("ca1_pospischil")
     desc = describe_soma(cell)
     del cell
-    model = LatentAxialCurrent(n_latent=3, seed=3)
+    model = LatentAxialCurrent(n_latent=3, seed=3, v_rest_mV=-70.0)  # anchored: zero current at rest
     model.set_linear([0.004, 0.003, 0.002], [0.8, 0.5, 0.2], [1.0, -2.0, 0.5], [0.5, 5.0, 80.0])
     with torch.no_grad():  # a non-trivial nonlinearity
         model.net[-1].weight.normal_(0, 0.05)
     path = nh.export(model, tmp_path / "ax.pt")
+    with torch.no_grad():
+        v_rest = torch.tensor([-70.0], dtype=torch.float64)
+        assert abs(float(model.current(v_rest, model.rates(v_rest)[0]))) < 1e-12
+    assert nh.LearnedCurrent.load(path).engine == "rates=table,current=compiled"  # the anchor compiles too
     v, i_stim, i_learned = _neuron_run(h, desc, Step(amp_nA=0.1, delay_ms=5, dur_ms=60, tstop_ms=80), path)
     twin = SomaTwin(desc, learned=model)
     with torch.no_grad():
