@@ -8,11 +8,11 @@ class MechanismError(RuntimeError):
     """A mechanism needed to build a cell is not loaded into NEURON."""
 
 
-def loaded_density_mechanisms() -> Set[str]:
-    """Names of the density mechanisms (``SUFFIX``) NEURON knows about now."""
+def _mechanism_names(mechanism_type: int) -> Set[str]:
+    """Names NEURON's MechanismType(0: density, 1: point process) knows about now."""
     from neuron import h
 
-    mt = h.MechanismType(0)
+    mt = h.MechanismType(mechanism_type)
     names = set()
     sref = h.ref("")
     for i in range(int(mt.count())):
@@ -20,19 +20,16 @@ def loaded_density_mechanisms() -> Set[str]:
         mt.selected(sref)
         names.add(sref[0])
     return names
+
+
+def loaded_density_mechanisms() -> Set[str]:
+    """Names of the density mechanisms (``SUFFIX``) NEURON knows about now."""
+    return _mechanism_names(0)
 
 
 def loaded_point_processes() -> Set[str]:
-    from neuron import h
-
-    mt = h.MechanismType(1)
-    names = set()
-    sref = h.ref("")
-    for i in range(int(mt.count())):
-        mt.select(i)
-        mt.selected(sref)
-        names.add(sref[0])
-    return names
+    """Names of the point processes NEURON knows about now."""
+    return _mechanism_names(1)
 
 
 def require_mechanisms(names: Iterable[str], what: str = "this cell") -> None:
