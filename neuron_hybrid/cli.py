@@ -55,8 +55,6 @@ def _cmd_reduce(args):
     if args.morphology:
         import importlib
 
-        from .cells import from_morphology
-
         module, _, func = args.biophysics.partition(":")
         biophysics = getattr(importlib.import_module(module), func)
         cell = _MorphologyCell(args.morphology, biophysics)

@@ -12,7 +12,6 @@ Steps (each resumable; intermediate files live in ``<out>/work``):
 import hashlib
 import json
 import math
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field

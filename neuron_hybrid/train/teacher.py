@@ -7,7 +7,6 @@ because z_inf(V) and tau(V) are functions of V alone: they are evaluated on a vo
 (differentiably) and interpolated, and the latent recurrence runs as a chunked scan.
 """
 import copy
-import json
 import math
 import os
 import time

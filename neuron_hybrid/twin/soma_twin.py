@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from neuron_hybrid import channels as chlib
-from neuron_hybrid.channels import Channel, Pool, nernst
+from neuron_hybrid.channels import Pool, nernst
 
 
 @dataclass

@@ -5,7 +5,6 @@ import shutil
 import numpy as np
 import pytest
 
-from neuron_hybrid.bench.metrics import compare_traces
 from neuron_hybrid.datagen.run import simulate_voltage
 from neuron_hybrid.reduce import ReduceConfig, ReducedCell, reduce
 from neuron_hybrid.reduce.protocols import ProtocolScale, held_out_protocols
