@@ -15,13 +15,11 @@
 #include <dlfcn.h>
 #if defined(__AVX2__) && defined(NH_USE_LIBMVEC)
 #include <immintrin.h>
-// glibc's vector math library (libmvec, glibc >= 2.35): 4 (AVX2) or 8 (AVX-512) doubles per call
+// glibc's vector math library (libmvec, glibc >= 2.35): 4 doubles per call (AVX2)
 extern "C" __m256d _ZGVdN4v_tanh(__m256d);
 extern "C" __m256d _ZGVdN4v_exp(__m256d);
-#if defined(__AVX512F__)
-extern "C" __m512d _ZGVeN8v_tanh(__m512d);
-#define NH_VEC8 1
-#endif
+// (libmvec's 8-wide AVX-512 variant is not used: it can lower the core's clock and did not make
+// benchmarks/mechanism_cost.py faster here)
 #define NH_VEC4 1
 #endif
 
@@ -299,10 +297,6 @@ void run_tape(const Tape& t, double v, const double* z, bool with_dot, std::vect
                 const double* a = r.V(ins.in[0]);
                 const double* da = r.D(ins.in[0]);
                 int k = 0;
-#ifdef NH_VEC8
-                if (ins.op == TANH)
-                    for (; k + 8 <= n; k += 8) _mm512_storeu_pd(y + k, _ZGVeN8v_tanh(_mm512_loadu_pd(a + k)));
-#endif
                 for (; k + 4 <= n; k += 4) {
                     const __m256d x = _mm256_loadu_pd(a + k);
                     _mm256_storeu_pd(y + k, ins.op == TANH ? _ZGVdN4v_tanh(x) : _ZGVdN4v_exp(x));
