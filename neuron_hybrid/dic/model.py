@@ -23,7 +23,7 @@ import numpy as np
 import sympy
 import torch
 
-from ..channels.core import CAI, CELSIUS, V, Channel, Pool, vtrap
+from ..channels.core import CAI, CELSIUS, V, Channel, Pool
 
 __all__ = ["Conductance", "LearnedGates", "DICConvention", "CompartmentModel", "SimulationResult",
            "as_gbar_array"]
@@ -308,7 +308,6 @@ class CompartmentModel:
                 slots.append((ci, g.name))
                 state_syms.append(sympy.Symbol(f"s{len(slots) - 1}", real=True))
         sym_of = {slot: s for slot, s in zip(slots, state_syms)}
-        funcs_inf, funcs_tau = [], []
         for ci, c in enumerate(self.conductances):
             m = c.mechanism
             if isinstance(m, LearnedGates):
@@ -437,16 +436,21 @@ class CompartmentModel:
         if method not in ("neuron", "rl2"):
             raise ValueError(f"method must be 'neuron' or 'rl2', not {method!r}")
 
+        def gated(ci, states):
+            """maximal conductance of channel ci times its gate product (no instantaneous factor)"""
+            gk = g[:, ci]
+            for s, p in powers[ci]:
+                x = states[s]
+                gk = gk * (x if p == 1 else x ** p)
+            return gk
+
         def quasi_linear(v, cai, states, t):
             """chord conductance (S/cm2), V_inf (mV), ica (mA/cm2) at a state"""
             g_tot = np.zeros(n)
             ge = np.zeros(n)
             ica = np.zeros(n) if pool is not None else None
             for ci, c in enumerate(self.conductances):
-                gk = g[:, ci]
-                for s, p in powers[ci]:
-                    x = states[s]
-                    gk = gk * (x if p == 1 else x ** p)
+                gk = gated(ci, states)
                 f = fns["factors"].get(ci)
                 if f is not None:
                     gk = gk * f(v)
@@ -504,10 +508,7 @@ class CompartmentModel:
             g_tot = np.zeros(n)
             ica = np.zeros(n) if pool is not None else None
             for ci, c in enumerate(self.conductances):
-                gk = g[:, ci]
-                for s, p in powers[ci]:
-                    x = states[s]
-                    gk = gk * (x if p == 1 else x ** p)
+                gk = gated(ci, states)
                 f = fns["factors"].get(ci)
                 if f is not None:
                     # NEURON: di/dv by a 0.001 mV finite difference of the whole current

@@ -149,14 +149,6 @@ def batch_current(model, batch: TeacherBatch, tables=None) -> torch.Tensor:
     return model.current(batch.v[:, 1:].reshape(-1), z_prev.reshape(-1, K)).reshape(S, T1)
 
 
-def predict_current(model, v: torch.Tensor, dt_ms: float, grid=None) -> torch.Tensor:
-    """Teacher-forced axial current (nA) for one recorded voltage sequence v [T]: I[1..T-1]."""
-    if grid is None:
-        grid = torch.arange(model.v_min, model.v_max + 0.05, 0.1, dtype=torch.float64)
-    seq = Sequence(v.detach().numpy(), np.zeros(len(v)), dt_ms)
-    return batch_current(model, make_batch([seq], grid))[0]
-
-
 @dataclass
 class TeacherConfig:
     """Teacher-forced training (stage 1). lr decays by cosine from lr to lr_min over `epochs`."""
