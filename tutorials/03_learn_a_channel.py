@@ -61,8 +61,8 @@ def main(argv=None):
         rec_file = write_nwb(out / "sweeps.nwb", sweeps)
     except ImportError:
         rec_file = write_csv(out / "sweeps.csv", sweeps)
-    tcfg = TraceFitConfig() if args.full else TraceFitConfig(prior_steps=150, tf_steps=80, window_ms=(1.0, 3.0), cl_steps=5,
-                                                             cl_fractions=(1.0,))
+    tcfg = TraceFitConfig() if args.full else TraceFitConfig(prior_steps=150, cm_steps=150, cm_lbfgs_steps=200,
+                                                             window_ms=(3.0,), tf_steps=8)
     rep = fit_recording(rec_file, out / "rec", FitChannelConfig(gate=GateFitConfig(steps=steps[0], lbfgs_steps=steps[1]),
                                                                  suffix="k_from_recording"),
                         model="hh", learn="k", seeds=2 if not args.full else 6, area_um2=area, trace_config=tcfg)

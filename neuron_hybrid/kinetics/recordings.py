@@ -212,7 +212,9 @@ def fit_recording(path, out_dir, config=None, *, model="hh", learn="k", seeds=4,
     lc = learned_curves(nets, v)
     cur = {"k": "ik", "na": "ina"}[learn]
     chan = next(c for c in cm.channels if c[0] == learn)
-    gates = {g: GateCurve(g, v, lc[g][0][best], lc[g][1][best], None, chan[2][g], learn, cur, "gbar", chan[3], chan[4])
+    gbar = chan[3] * float(torch.exp(nets.log_g[best])) if hasattr(nets, "log_g") else chan[3]
+    e_rev = chan[4] + float(nets.de[best]) if hasattr(nets, "de") else chan[4]
+    gates = {g: GateCurve(g, v, lc[g][0][best], lc[g][1][best], None, chan[2][g], learn, cur, "gbar", gbar, e_rev)
              for g in LEARN[learn]}
     curves = ChannelCurves(f"{model}_{learn}_learned", gates, "learned", cm.celsius, str(path),
                            {"heldout_rmse_mV": float(err[best]), "members": M})

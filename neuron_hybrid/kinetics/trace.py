@@ -6,15 +6,25 @@ Euler for V linearised in V, then cnexp for every gate at the new V; the same sc
 :mod:`neuron_hybrid.channels.simulate`), **batched over M independent members** (seeds x conditions),
 each with its own networks (a :class:`~.gatenet.GateEnsemble`), parameters and data.
 
-Training (:func:`train_members`), designed for robustness:
+Training (:func:`train_members`) never starts a free-running simulation from a random network:
 
 1. *prior*: every network starts as a generic gate (Boltzmann x_inf with the slope sign of the gate
-   type, constant tau), fitted in a few hundred vectorised steps;
-2. *teacher forcing / multiple shooting*: the observed trace is smoothed (Gaussian, ``smooth_ms``);
-   the known gates and the learned gates are integrated along it (cnexp, exact for a given V), and
-   from every window start (V, gates) the model runs free for ``window_ms``; loss = MSE to the observed
-   V. Short windows keep the problem well conditioned (no depolarisation-block trap);
-3. *closed loop*: backprop through the whole trace from rest, with a curriculum on the trace length.
+   type, constant tau; restarts get jittered priors), fitted in a few hundred vectorised steps;
+2. *current matching* (voltage-forced, teacher-forced): the observed trace is smoothed (automatic
+   Savitzky-Golay width from the estimated noise level); all gates are integrated along it (cnexp,
+   exact for a given V; parallel scan), and the learned current ``gbar s x1^p1 x2^p2 (V - E - dE)``
+   is fitted to the current balance ``I_stim - C dV/dt - I_known(V, gates)`` of the discrete scheme.
+   This objective is nearly linear in the unknowns and very stable;
+3. *multiple shooting*: from window starts on the (smoothed) trace with teacher-forced gates, the
+   model runs free for ``window_ms`` (growing lengths); loss = MSE to the observed (noisy) V;
+4. optional *closed loop* over the whole trace from rest (``cl_steps``).
+
+After every stage each member keeps the parameters with the lowest free-running voltage error on the
+training trace (training data only), and with ``restarts > 1`` the best restart of each member is
+selected by the same criterion. During training the networks are tabulated on a 0.25 mV grid and
+linearly interpolated (one network evaluation per optimisation step); :func:`simulate` evaluates them
+exactly. With ``learn_conductance`` the learned channel also gets a per-member conductance scale ``s``
+and reversal shift ``dE`` (it is the unknown channel: this lets it absorb misspecified parameters).
 
 Units: V mV, t ms, stimulus as a current density in mA/cm2 (depolarising positive; 0.01 mA/cm2 =
 10 uA/cm2), conductances S/cm2, C uF/cm2.
@@ -23,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,8 +41,8 @@ import torch
 from .. import channels as nc
 from .gatenet import GateEnsemble
 
-__all__ = ["CompartmentModel", "HH", "POSPISCHIL", "TraceFitConfig", "simulate", "step_stimulus", "noisy_stimulus",
-           "train_members", "member_rmse", "learned_curves"]
+__all__ = ["CompartmentModel", "HH", "POSPISCHIL", "TraceFitConfig", "LearnedGates", "simulate", "step_stimulus",
+           "noisy_stimulus", "training_protocol", "train_members", "member_rmse", "learned_curves", "estimate_noise_sd"]
 
 DT = torch.float64
 
@@ -82,22 +92,44 @@ def noisy_stimulus(t, delay, dur, mean, sd, tau_ms, seed):
     g = torch.Generator().manual_seed(seed)
     dt = float(t[1] - t[0])
     a = math.exp(-dt / tau_ms)
-    x = torch.zeros(len(t), dtype=DT)
-    noise = torch.randn(len(t), generator=g, dtype=DT) * sd * math.sqrt(1 - a * a)
+    noise = (torch.randn(len(t), generator=g, dtype=DT) * sd * math.sqrt(1 - a * a)).numpy()
+    x = np.zeros(len(t))
     for k in range(1, len(t)):
         x[k] = a * x[k - 1] + noise[k]
     on = ((t >= delay) & (t < delay + dur)).to(DT)
-    return ((mean + x) * on).reshape(1, -1)
+    return ((mean + torch.as_tensor(x, dtype=DT)) * on).reshape(1, -1)
+
+
+def training_protocol(dt: float = 0.025, amp: float = 0.01, seed: int = 123):
+    """One current-clamp trace with a multi-step protocol (t [T] mid-step times, stim [1, T] mA/cm2).
+
+    0-200 ms: a hyperpolarising step (-0.3 amp, 5-25 ms), steps of 0.4, 1.0 and 2.0 amp (35-60, 70-100,
+    110-130 ms) and an Ornstein-Uhlenbeck current (mean 0.8 amp, sd 0.6 amp, 2 ms; 140-195 ms).
+    Amplitudes, durations and the noise realisation differ from the held-out stimuli of the benchmark."""
+    t = torch.arange(0, 200, dt, dtype=DT) + dt / 2
+    s = (step_stimulus(t, 5, 20, -0.3 * amp) + step_stimulus(t, 35, 25, 0.4 * amp) + step_stimulus(t, 70, 30, amp)
+         + step_stimulus(t, 110, 20, 2.0 * amp) + noisy_stimulus(t, 140, 55, 0.8 * amp, 0.6 * amp, 2.0, seed))
+    return t, s
 
 
 class LearnedGates(torch.nn.Module):
-    """Networks for the learned gates of M members: an ensemble of M * n_gates MLPs."""
+    """Networks for the learned gates of M members: an ensemble of M * n_gates MLPs.
 
-    def __init__(self, n_members: int, gates: tuple, width: int, depth: int, seed: int, v_min=-100.0, v_max=60.0):
+    Optional per-member conductance scale ``exp(log_g)`` and reversal shift ``de`` (mV) of the learned
+    channel (``learn_conductance``); both start at the assumed values (0)."""
+
+    tau_min = 1e-3
+
+    def __init__(self, n_members: int, gates: tuple, width: int, depth: int, seed: int, v_min=-100.0, v_max=60.0,
+                 channel: str = "", learn_conductance: bool = False):
         super().__init__()
-        self.gates, self.M = tuple(gates), n_members
+        self.gates, self.M, self.channel = tuple(gates), n_members, channel
+        self.width, self.depth = width, depth
         self.ens = GateEnsemble(n_members * len(gates), width, depth, seed)
         self.center, self.scale = 0.5 * (v_min + v_max), 0.5 * (v_max - v_min)
+        self.learn_conductance = bool(learn_conductance)
+        self.log_g = torch.nn.Parameter(torch.zeros(n_members, dtype=DT), requires_grad=self.learn_conductance)
+        self.de = torch.nn.Parameter(torch.zeros(n_members, dtype=DT), requires_grad=self.learn_conductance)
 
     def forward(self, v):
         """v [M, N] -> {gate: (x_inf [M, N], tau [M, N] ms)}."""
@@ -106,8 +138,37 @@ class LearnedGates(torch.nn.Module):
         o = self.ens(u).reshape(self.M, G, v.shape[1], 2)
         out = {}
         for j, g in enumerate(self.gates):
-            out[g] = (torch.sigmoid(o[:, j, :, 0]), 1e-3 + torch.exp(torch.clamp(o[:, j, :, 1], -12.0, 9.0)))
+            out[g] = (torch.sigmoid(o[:, j, :, 0]), self.tau_min + torch.exp(torch.clamp(o[:, j, :, 1], -12.0, 9.0)))
         return out
+
+    def channel_mods(self):
+        """(learned channel, conductance factor [M], reversal shift [M] mV)."""
+        return self.channel, torch.exp(self.log_g), self.de
+
+    def subset(self, idx) -> "LearnedGates":
+        """A new LearnedGates with members ``idx`` (list of member indices) of this one."""
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        G = len(self.gates)
+        out = LearnedGates(len(idx), self.gates, self.width, self.depth, 0, channel=self.channel,
+                           learn_conductance=self.learn_conductance)
+        out.center, out.scale = self.center, self.scale
+        rows = (idx.reshape(-1, 1) * G + torch.arange(G).reshape(1, -1)).reshape(-1)
+        with torch.no_grad():
+            for d, s in zip(list(out.ens.W) + list(out.ens.b), list(self.ens.W) + list(self.ens.b)):
+                d.copy_(s[rows])
+            out.log_g.copy_(self.log_g[idx])
+            out.de.copy_(self.de[idx])
+        return out
+
+    def copy_members_from(self, other: "LearnedGates", mask):
+        """Overwrite the members where ``mask`` [M] (bool) is true by those of ``other`` (same shape)."""
+        G = len(self.gates)
+        rows = torch.as_tensor(mask).repeat_interleave(G)
+        with torch.no_grad():
+            for d, s in zip(list(self.ens.W) + list(self.ens.b), list(other.ens.W) + list(other.ens.b)):
+                d[rows] = s[rows]
+            self.log_g[mask] = other.log_g[mask]
+            self.de[mask] = other.de[mask]
 
 
 def _hh_rates(v, gates):
@@ -152,37 +213,29 @@ def _gate_key(cur, g):
     return f"{cur}.{g}"
 
 
-def simulate(model: CompartmentModel, stim, dt: float, params: dict, nets: LearnedGates | None = None,
-             learned: tuple = (), learned_current: str = "", state0: dict | None = None, record_gates: bool = False):
-    """Run M members for stim.shape[1] steps; stim [M, T] mA/cm2 at mid-step times. Returns V [M, T+1] (and gates).
-
-    params: {"cm", "g_leak", "e_leak", "g_<cur>", "e_<cur>"} tensors [M] or floats. state0: {"v": [M], gate: [M]}.
-    """
-    M, T = stim.shape
-    p = {k: torch.as_tensor(v, dtype=DT) for k, v in params.items()}
-    if state0 is None:
-        v = torch.full((M,), model.v_init, dtype=DT)
-        st = _steady(model, v, nets, learned)
-    else:
-        v = state0["v"]
-        st = {k: x for k, x in state0.items() if k != "v"}
+def _run(model: CompartmentModel, stim, dt, p, rate_fn, learned, v, st, mods, record_gates):
+    """The fixed-step scheme for B rows; rate_fn(v [B]) -> {learned gate: (x_inf [B], tau [B])}."""
+    T = stim.shape[1]
     cap = p["cm"] * 1e-3 / dt
-    vs, recs = [v], {k: [x] for k, x in st.items()} if record_gates else None
+    vs, recs = [v], ({k: [x] for k, x in st.items()} if record_gates else None)
     glist = model.gate_list()
+    lcur, lscale, lde = mods if mods is not None else ("", None, None)
     for k in range(T):
         i_tot = p["g_leak"] * (v - p["e_leak"])
         g_tot = p["g_leak"] + torch.zeros_like(v)
         for cur, _, powers, _, _, _ in model.channels:
             gk = p[f"g_{cur}"]
+            e = p[f"e_{cur}"]
+            if cur == lcur:
+                gk, e = gk * lscale, e + lde
             for g, pw in powers.items():
                 gk = gk * st[g] ** pw
-            i_tot = i_tot + gk * (v - p[f"e_{cur}"])
+            i_tot = i_tot + gk * (v - e)
             g_tot = g_tot + gk
         v = v + (stim[:, k] - i_tot) / (cap + g_tot)
         rates = _known_rates(model, v, learned)
         if learned:
-            r = nets(v.unsqueeze(1))
-            rates.update({g: (a[:, 0], b[:, 0]) for g, (a, b) in r.items()})
+            rates.update(rate_fn(v))
         for (_, g, _) in glist:
             xi, ta = rates[g]
             st[g] = st[g] + (1.0 - torch.exp(-dt / ta)) * (xi - st[g])
@@ -196,6 +249,34 @@ def simulate(model: CompartmentModel, stim, dt: float, params: dict, nets: Learn
     return V
 
 
+def simulate(model: CompartmentModel, stim, dt: float, params: dict, nets: LearnedGates | None = None,
+             learned: tuple = (), learned_current: str = "", state0: dict | None = None, record_gates: bool = False):
+    """Run M members for stim.shape[1] steps; stim [M, T] mA/cm2 at mid-step times. Returns V [M, T+1] (and gates).
+
+    params: {"cm", "g_leak", "e_leak", "g_<cur>", "e_<cur>"} tensors [M] or floats. state0: {"v": [M], gate: [M]}.
+    ``nets`` (a :class:`LearnedGates`) replaces the gates ``learned``; its conductance scale / reversal shift
+    (if any) apply to its channel (``learned_current`` overrides the channel name).
+    """
+    M, T = stim.shape
+    p = {k: torch.as_tensor(v, dtype=DT) for k, v in params.items()}
+    if state0 is None:
+        v = torch.full((M,), model.v_init, dtype=DT)
+        st = _steady(model, v, nets, learned)
+    else:
+        v = state0["v"]
+        st = {k: x for k, x in state0.items() if k != "v"}
+    mods = None
+    if learned and hasattr(nets, "channel_mods"):
+        cur, s, de = nets.channel_mods()
+        mods = (learned_current or cur, s, de)
+
+    def rate_fn(vv):
+        r = nets(vv.unsqueeze(1))
+        return {g: (a[:, 0], b[:, 0]) for g, (a, b) in r.items()}
+
+    return _run(model, stim, dt, p, rate_fn, learned, v, st, mods, record_gates)
+
+
 def _steady(model, v, nets, learned):
     r = _known_rates(model, v, learned)
     if learned:
@@ -203,6 +284,8 @@ def _steady(model, v, nets, learned):
         r.update({g: (a[:, 0], b[:, 0]) for g, (a, b) in rl.items()})
     return {g: r[g][0] for (_, g, _) in model.gate_list()}
 
+
+# ----------------------------------------------------------------------------------------- smoothing
 
 def _gauss_smooth(v, sd_samples):
     if sd_samples <= 0:
@@ -214,6 +297,59 @@ def _gauss_smooth(v, sd_samples):
     return torch.nn.functional.conv1d(x, k).squeeze(1)
 
 
+def _savgol(v, half: int, order: int = 3):
+    """Savitzky-Golay smoothing of every row of v [M, N] (window 2 half + 1, polynomial ``order``)."""
+    if half <= 0:
+        return v
+    x = np.arange(-half, half + 1, dtype=float)
+    A = np.vander(x, order + 1, increasing=True)
+    c = np.linalg.pinv(A)[0]  # value at the centre
+    k = torch.as_tensor(c[::-1].copy(), dtype=DT).reshape(1, 1, -1)
+    xx = torch.nn.functional.pad(v.unsqueeze(1), (half, half), mode="replicate")
+    return torch.nn.functional.conv1d(xx, k).squeeze(1)
+
+
+def estimate_noise_sd(v):
+    """Robust white-noise sd (mV) of every row of v [M, N]: MAD of the second difference / sqrt(6)."""
+    d2 = v[:, 2:] - 2 * v[:, 1:-1] + v[:, :-2]
+    mad = (d2 - d2.median(1, keepdim=True).values).abs().median(1).values
+    return mad / 0.6745 / math.sqrt(6.0)
+
+
+def _smooth_auto(v, dt, smooth_ms):
+    """(smoothed rows of v, residual filter sd in samples [M]): fixed Gaussian sd ``smooth_ms`` (>= 0), or
+    automatic cubic Savitzky-Golay (None) whose half-width grows with the estimated noise sd sigma (mV):
+    none below 0.05 mV, else 6 + 1.5 sigma samples (at most 20)."""
+    M = v.shape[0]
+    if smooth_ms is not None:
+        return _gauss_smooth(v, smooth_ms / dt), torch.full((M,), smooth_ms / dt, dtype=DT)
+    sd = estimate_noise_sd(v)
+    out, filt = v.clone(), torch.zeros(M, dtype=DT)
+    for i in range(M):
+        s = float(sd[i])
+        if s < 0.05:
+            continue
+        half = int(min(20, round(6 + 1.5 * s)))
+        out[i] = _savgol(v[i:i + 1], half)[0]
+        filt[i] = half
+    return out, filt
+
+
+def _gauss_rows(x, sd_samples):
+    """Gaussian filter of every row of x [M, N] with its own sd (samples, [M]; 0: unfiltered)."""
+    if not bool((sd_samples > 0).any()):
+        return x
+    parts, idxs = [], []
+    for sdv in torch.unique(sd_samples).tolist():
+        idx = torch.nonzero(sd_samples == sdv).reshape(-1)
+        parts.append(x[idx] if sdv <= 0 else _gauss_smooth(x[idx], sdv))
+        idxs.append(idx)
+    order = torch.argsort(torch.cat(idxs))
+    return torch.cat(parts, 0)[order]
+
+
+# ----------------------------------------------------------------------------------------- training
+
 @dataclass
 class TraceFitConfig:
     """Settings of :func:`train_members` (times in ms)."""
@@ -221,116 +357,372 @@ class TraceFitConfig:
     width: int = 32
     depth: int = 2
     seed: int = 0
+    #: independent initialisations per member; the best by training-trace error is kept
+    restarts: int = 1
     prior_steps: int = 300
-    tf_steps: int = 400
-    tf_lr: float = 1e-2
-    window_ms: tuple = (1.0, 3.0, 8.0)
-    window_stride_ms: float = 0.25
-    smooth_ms: float = 0.05
-    cl_steps: int = 60
+    #: current-matching (voltage-forced) Adam steps and learning rate
+    cm_steps: int = 500
+    cm_lr: float = 1e-2
+    #: current-matching weights 1/(|I| + cm_floor rms(I))^2 (small currents between spikes matter for timing)
+    cm_floor: float = 0.05
+    #: L-BFGS iterations on the current-matching objective after Adam
+    cm_lbfgs_steps: int = 300
+    #: with noise, the current balance is low-pass filtered (Gaussian sd = cm_filter x smoothing half-width)
+    cm_filter: float = 1.0
+    #: multiple shooting: window lengths, Adam steps per length, learning rate, window spacing
+    window_ms: tuple = (3.0, 10.0)
+    tf_steps: int = 15
+    tf_lr: float = 3e-4
+    #: "lbfgs" (tf_steps iterations per window length) or "adam"
+    tf_optimizer: str = "lbfgs"
+    window_stride_ms: float = 1.0
+    max_windows: int = 60
+    #: Gaussian sd of the smoothing (ms); None: automatic Savitzky-Golay from the estimated noise
+    smooth_ms: float | None = None
+    #: closed loop from rest over fractions of the trace (0 steps: off)
+    cl_steps: int = 0
     cl_lr: float = 5e-4
-    cl_fractions: tuple = (0.5, 1.0)
+    cl_fractions: tuple = (1.0,)
     clip: float = 1.0
+    #: learn a conductance scale and reversal shift of the learned channel
+    learn_conductance: bool = True
     time_budget_s: float = 1e9
 
 
-def _prior_targets(gate: str, v):
+def _prior_targets(gate: str, v, shift=0.0, slope=1.0, tau_f=1.0):
     """Generic starting curves: activation (m, n, p) or inactivation (h) Boltzmann, tau constant."""
     if gate == "h":
-        return torch.sigmoid(-(v + 60.0) / 7.0), torch.full_like(v, 3.0)
+        return torch.sigmoid(-(v + 60.0 - shift) / (7.0 * slope)), torch.full_like(v, 3.0) * tau_f
     if gate == "m":
-        return torch.sigmoid((v + 40.0) / 8.0), torch.full_like(v, 0.3)
-    return torch.sigmoid((v + 50.0) / 12.0), torch.full_like(v, 3.0)
+        return torch.sigmoid((v + 40.0 - shift) / (8.0 * slope)), torch.full_like(v, 0.3) * tau_f
+    return torch.sigmoid((v + 50.0 - shift) / (12.0 * slope)), torch.full_like(v, 3.0) * tau_f
+
+
+_GRID = (-120.0, 80.0, 0.25)
+
+
+def _grid():
+    lo, hi, h = _GRID
+    return torch.arange(lo, hi + h / 2, h, dtype=DT)
+
+
+def _tables(nets, vg):
+    return nets(vg.repeat(nets.M, 1))
+
+
+def _interp(tab, v, rows):
+    """Linear interpolation of tab [R, Ng] (on the _GRID) at v (any shape) for table rows ``rows`` (same shape)."""
+    lo, _, h = _GRID
+    Ng = tab.shape[1]
+    x = torch.nan_to_num((v - lo) / h, nan=0.0).clamp(0.0, Ng - 1 - 1e-9)
+    i = x.detach().floor().long()
+    f = x - i
+    base = rows * Ng + i
+    flat = tab.reshape(-1)
+    return flat[base] * (1 - f) + flat[base + 1] * f
+
+
+def _adam_step(opt, nets, loss):
+    opt.zero_grad()
+    loss.backward()
+    for prm in nets.parameters():  # a diverged member must not poison the others
+        if prm.grad is not None:
+            prm.grad.nan_to_num_(0.0, 0.0, 0.0)
+    opt.step()
+
+
+def _finite(per):
+    return torch.where(torch.isfinite(per), per, torch.zeros_like(per))
 
 
 def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, params: dict,
                   config: TraceFitConfig | None = None, progress: bool = False, log: list | None = None):
     """Train M members at once; stim/v_obs [M, T] / [M, T+1]; params tensors [M] (the *assumed* parameters).
 
-    Returns the trained :class:`LearnedGates` (member m's networks are ensemble members m*G .. m*G+G-1).
+    Returns the trained :class:`LearnedGates` (member m's networks are ensemble members m*G .. m*G+G-1),
+    with ``train_rmse`` [M] (free-running RMSE on the training trace, mV) and ``train_seconds``.
     """
     from tqdm import tqdm
 
     cfg = config or TraceFitConfig()
     t0 = time.perf_counter()
     learned = LEARN[learn]
-    M, T = stim.shape
-    nets = LearnedGates(M, learned, cfg.width, cfg.depth, cfg.seed)
-    cur_of = {g: c for (c, g, _) in model.gate_list()}
-    # 1. prior
-    vgrid = torch.linspace(-100, 60, 81, dtype=DT).repeat(M, 1)
-    opt = torch.optim.Adam(nets.parameters(), lr=1e-2)
+    M0, T = stim.shape
+    R = max(1, int(cfg.restarts))
+    M = M0 * R  # member m, restart r -> row m * R + r
+    stim = stim.repeat_interleave(R, 0)
+    v_obs = v_obs.repeat_interleave(R, 0)
+    params = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M0).repeat_interleave(R) for k, v in params.items()}
+    nets = LearnedGates(M, learned, cfg.width, cfg.depth, cfg.seed, channel=learn,
+                        learn_conductance=cfg.learn_conductance)
+    rows_all = torch.arange(M)
+    vg = _grid()
+
+    def over_budget():
+        return time.perf_counter() - t0 > cfg.time_budget_s
+
+    # 1. prior (restart 0: the generic prior; other restarts: jittered)
+    gen = torch.Generator().manual_seed(cfg.seed + 7)
+    jit = torch.rand(M, 3, generator=gen, dtype=DT) * 2 - 1
+    jit[::R] = 0.0
+    shift, slope, tauf = 10.0 * jit[:, :1], torch.exp(0.4 * jit[:, 1:2]), torch.exp(0.8 * jit[:, 2:3])
+    vpr = torch.linspace(-100, 60, 81, dtype=DT).repeat(M, 1)
+    opt = torch.optim.Adam([p for p in nets.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(cfg.prior_steps):
-        opt.zero_grad()
-        r = nets(vgrid)
+        r = nets(vpr)
         loss = 0
         for g, (xi, ta) in r.items():
-            tx, tt = _prior_targets(g, vgrid)
+            tx, tt = _prior_targets(g, vpr, shift, slope, tauf)
             loss = loss + ((xi - tx) ** 2).mean() * 100 + ((torch.log(ta) - torch.log(tt)) ** 2).mean()
-        loss.backward()
-        opt.step()
-    # 2. teacher forcing on the smoothed trace, free-running windows of growing length
-    vs = _gauss_smooth(v_obs, cfg.smooth_ms / dt)
+        _adam_step(opt, nets, loss * M)
+    with torch.no_grad():
+        nets.log_g.zero_()
+        nets.de.zero_()
+
+    best = _Best(nets, model, stim, v_obs, dt, params, learned)
+    # 2. current matching along the smoothed trace
+    vs, filt = _smooth_auto(v_obs, dt, cfg.smooth_ms)
+    filt = filt * cfg.cm_filter
     known = _known_rates(model, vs, learned)
     with torch.no_grad():
         kn = {g: _tf_integrate(known[g][0], known[g][1], dt) for g in known}
+    pr = {k: v.reshape(-1, 1) for k, v in params.items()}
+    cap = pr["cm"] * 1e-3 / dt
+    vnew = vs[:, 1:]
+    with torch.no_grad():
+        target = stim - cap * (vs[:, 1:] - vs[:, :-1]) - pr["g_leak"] * (vnew - pr["e_leak"])
+        for cur, _, powers, _, _, _ in model.channels:
+            if cur == learn:
+                continue
+            gk = pr[f"g_{cur}"]
+            for g, pw in powers.items():
+                gk = gk * kn[g][:, :-1] ** pw
+            target = target - gk * (vnew - pr[f"e_{cur}"])
+        target = _gauss_rows(target, filt)  # current balance averaged over a few samples (noisy dV/dt)
+        rms = (target ** 2).mean(1, keepdim=True).sqrt() + 1e-12
+        wgt = 1.0 / (target.abs() + cfg.cm_floor * rms) ** 2  # relative error, floored
+        wgt = wgt / wgt.mean(1, keepdim=True)
+        norm = (target ** 2 * wgt).mean(1) + 1e-12
+    powers_l = next(c[2] for c in model.channels if c[0] == learn)
+    rows_T = rows_all.reshape(-1, 1).expand(M, T + 1)
+    def cm_loss():
+        tab = _tables(nets, vg)
+        gk = pr[f"g_{learn}"] * torch.exp(nets.log_g).reshape(-1, 1)
+        for g, pw in powers_l.items():
+            x = _tf_integrate(_interp(tab[g][0], vs, rows_T), _interp(tab[g][1], vs, rows_T), dt)
+            gk = gk * x[:, :-1] ** pw
+        pred = _gauss_rows(gk * (vnew - pr[f"e_{learn}"] - nets.de.reshape(-1, 1)), filt)
+        per = ((pred - target) ** 2 * wgt).mean(1) / norm
+        reg = 1e-3 * nets.log_g ** 2 + 1e-5 * nets.de ** 2
+        return per, (_finite(per) + reg).sum()
+
+    trainable = [p for p in nets.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(trainable, lr=cfg.cm_lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, cfg.cm_steps), eta_min=cfg.cm_lr * 0.01)
+    for step in tqdm(range(cfg.cm_steps), desc="current matching", disable=not progress, mininterval=2):
+        if over_budget():
+            break
+        per, loss = cm_loss()
+        _adam_step(opt, nets, loss)
+        sched.step()
+        if log is not None and step % 50 == 0:
+            log.append(("cm", 0.0, step, per.detach().numpy().copy()))
+    if cfg.cm_lbfgs_steps > 0 and not over_budget():
+        batched_lbfgs(nets, M, cm_loss, cfg.cm_lbfgs_steps, log=log, tag="cm_lbfgs")
+    best.update(nets)
+    if log is not None:
+        log.append(("time", 0.0, 0, np.array([time.perf_counter() - t0])))
+    # 3. multiple shooting: windows from the smoothed trace with teacher-forced gates
     stride = max(1, int(round(cfg.window_stride_ms / dt)))
     for wi, wms in enumerate(cfg.window_ms):
+        if cfg.tf_steps <= 0 or over_budget():
+            break
         H = max(1, int(round(wms / dt)))
+        if H >= T:
+            H = T - 1
         starts = torch.arange(0, T - H, max(stride, H // 4))
-        opt = torch.optim.Adam(nets.parameters(), lr=cfg.tf_lr / (1 + 2 * wi))
-        n_steps = cfg.tf_steps if wi == 0 else max(1, cfg.tf_steps // 2)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_steps)
+        if len(starts) > cfg.max_windows:
+            starts = starts[torch.linspace(0, len(starts) - 1, cfg.max_windows).round().long()]
         W = len(starts)
-        pW = {k: torch.as_tensor(v, dtype=DT).reshape(-1, 1).expand(M, W).reshape(-1) for k, v in params.items()}
-        stimW = torch.stack([stim[:, s:s + H] for s in starts.tolist()], 1).reshape(M * W, H)
-        targ = torch.stack([v_obs[:, s + 1:s + H + 1] for s in starts.tolist()], 1).reshape(M * W, H)
-        it = tqdm(range(n_steps), desc=f"teacher-forced windows {wms:g} ms", disable=not progress, mininterval=2)
-        for step in it:
-            if time.perf_counter() - t0 > cfg.time_budget_s:
-                break
-            opt.zero_grad()
-            rl = nets(vs)
-            gl = {g: _tf_integrate(a, b, dt) for g, (a, b) in rl.items()}
-            allg = {**kn, **gl}
+        s_idx = starts.tolist()
+        pW = {k: v.reshape(-1, 1).expand(M, W).reshape(-1) for k, v in params.items()}
+        stimW = torch.stack([stim[:, s:s + H] for s in s_idx], 1).reshape(M * W, H)
+        targ = torch.stack([v_obs[:, s + 1:s + H + 1] for s in s_idx], 1).reshape(M * W, H)
+        rowsW = rows_all.reshape(-1, 1).expand(M, W).reshape(-1)
+        def win_loss():
+            tab = _tables(nets, vg)
             state0 = {"v": vs[:, starts].reshape(-1)}
-            for g in allg:
-                state0[g] = allg[g][:, starts].reshape(-1)
-            V = _sim_windows(model, stimW, dt, pW, nets, learned, state0, M, W)
+            for g in learned:
+                x = _tf_integrate(_interp(tab[g][0], vs, rows_T), _interp(tab[g][1], vs, rows_T), dt)
+                state0[g] = x[:, starts].reshape(-1)
+            for g in kn:
+                state0[g] = kn[g][:, starts].reshape(-1)
+
+            def rate_fn(v):
+                return {g: (_interp(tab[g][0], v, rowsW), _interp(tab[g][1], v, rowsW)) for g in learned}
+
+            mods = (learn, torch.exp(nets.log_g)[rowsW], nets.de[rowsW])
+            V = _run(model, stimW, dt, pW, rate_fn, learned, state0["v"], {k: x for k, x in state0.items() if k != "v"},
+                     mods, False)
             per = ((V[:, 1:] - targ) ** 2).reshape(M, -1).mean(1)
-            loss = torch.where(torch.isfinite(per), per, torch.zeros_like(per)).sum()
-            loss.backward()
-            for prm in nets.parameters():
-                if prm.grad is not None:
-                    prm.grad.nan_to_num_(0.0, 0.0, 0.0)
-            torch.nn.utils.clip_grad_norm_(nets.parameters(), cfg.clip * M)
-            opt.step()
-            sched.step()
-            if log is not None and step % 50 == 0:
-                log.append(("tf", wms, step, per.detach().numpy().copy()))
-    # 3. closed loop with a curriculum on the trace length
-    opt = torch.optim.Adam(nets.parameters(), lr=cfg.cl_lr)
-    best = [None] * M
-    for frac in cfg.cl_fractions:
-        n = max(2, int(T * frac))
-        for step in tqdm(range(cfg.cl_steps), desc=f"closed loop {frac:.0%}", disable=not progress, mininterval=2):
-            if time.perf_counter() - t0 > cfg.time_budget_s:
+            reg = 1e-3 * nets.log_g ** 2 + 1e-5 * nets.de ** 2
+            return per, (_finite(per) + reg).sum()
+
+        if cfg.tf_optimizer == "lbfgs":
+            batched_lbfgs(nets, M, win_loss, cfg.tf_steps, log=log, tag=f"tf{wms:g}")
+        else:
+            opt = torch.optim.Adam(trainable, lr=cfg.tf_lr / (1 + wi))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.tf_steps, eta_min=cfg.tf_lr * 0.05)
+            for step in tqdm(range(cfg.tf_steps), desc=f"shooting windows {wms:g} ms", disable=not progress,
+                             mininterval=2):
+                if over_budget():
+                    break
+                per, loss = win_loss()
+                _adam_step(opt, nets, loss)
+                sched.step()
+                if log is not None and step % 25 == 0:
+                    log.append(("tf", wms, step, per.detach().numpy().copy()))
+        best.update(nets)
+        if log is not None:
+            log.append(("time", wms, 0, np.array([time.perf_counter() - t0])))
+    # 4. closed loop from rest
+    if cfg.cl_steps > 0:
+        opt = torch.optim.Adam([p for p in nets.parameters() if p.requires_grad], lr=cfg.cl_lr)
+        for frac in cfg.cl_fractions:
+            n = max(2, int(T * frac))
+            for step in tqdm(range(cfg.cl_steps), desc=f"closed loop {frac:.0%}", disable=not progress, mininterval=2):
+                if over_budget():
+                    break
+                V = simulate(model, stim[:, :n], dt, params, nets, learned)
+                per = ((V - v_obs[:, :n + 1]) ** 2).mean(1)
+                _adam_step(opt, nets, _finite(per).sum())
+                if log is not None and step % 20 == 0:
+                    log.append(("cl", frac, step, per.detach().numpy().copy()))
+            best.update(nets)
+    out = best.nets
+    err = best.err.reshape(M0, R)
+    pick = (torch.arange(M0) * R + err.argmin(1)).tolist()
+    out = out.subset(pick) if R > 1 else out
+    out.train_rmse = best.err[pick].sqrt()
+    out.restart_train_rmse = err.sqrt()
+    out.train_seconds = time.perf_counter() - t0
+    return out
+
+
+def _flat_params(nets):
+    """Trainable tensors of ``nets`` whose leading axis splits into members: [(param, )...]."""
+    return [p for p in nets.parameters() if p.requires_grad]
+
+
+def _get_flat(nets, M):
+    return torch.cat([p.detach().reshape(M, -1) for p in _flat_params(nets)], 1)
+
+
+def _set_flat(nets, M, x):
+    i = 0
+    with torch.no_grad():
+        for p in _flat_params(nets):
+            n = p.numel() // M
+            p.copy_(x[:, i:i + n].reshape(p.shape))
+            i += n
+
+
+def _eval_grad(nets, M, loss_fn):
+    for p in _flat_params(nets):
+        p.grad = None
+    per, loss = loss_fn()
+    loss.backward()
+    g = torch.cat([p.grad.reshape(M, -1) for p in _flat_params(nets)], 1).nan_to_num(0.0, 0.0, 0.0)
+    f = per.detach().clone() + _member_reg(nets).detach()
+    f = torch.where(torch.isfinite(f), f, torch.full_like(f, math.inf))
+    return f, g
+
+
+def _member_reg(nets):
+    return 1e-3 * nets.log_g ** 2 + 1e-5 * nets.de ** 2
+
+
+def batched_lbfgs(nets, M, loss_fn, iters: int, history: int = 10, log=None, tag=""):
+    """L-BFGS with an independent two-loop recursion and backtracking line search per member.
+
+    ``loss_fn()`` -> (per-member loss [M], total differentiable loss = sum of per-member losses + regularisers),
+    where member m's loss depends only on member m's parameters (rows of every trainable tensor)."""
+    x = _get_flat(nets, M)
+    f, g = _eval_grad(nets, M, loss_fn)
+    S, Y, RHO = [], [], []
+    for it in range(iters):
+        q = g.clone()
+        alphas = []
+        for s, y, rho in zip(reversed(S), reversed(Y), reversed(RHO)):
+            a = rho * (s * q).sum(1)
+            q = q - a[:, None] * y
+            alphas.append(a)
+        if S:
+            sy, yy = (S[-1] * Y[-1]).sum(1), (Y[-1] * Y[-1]).sum(1)
+            gamma = torch.where((sy > 0) & (yy > 0), sy / yy.clamp_min(1e-300), torch.ones_like(sy))
+        else:
+            gamma = 1.0 / g.abs().sum(1).clamp_min(1.0)
+        r = gamma[:, None] * q
+        for (s, y, rho), a in zip(zip(S, Y, RHO), reversed(alphas)):
+            b = rho * (y * r).sum(1)
+            r = r + s * (a - b)[:, None]
+        d = -r
+        dg = (d * g).sum(1)
+        bad = ~(dg < 0)
+        d = torch.where(bad[:, None], -g * gamma[:, None] if S else -g / g.abs().sum(1, keepdim=True).clamp_min(1.0), d)
+        dg = (d * g).sum(1)
+        t = torch.ones(M, dtype=x.dtype)
+        done = torch.zeros(M, dtype=torch.bool)
+        x_new, f_new, g_new = x.clone(), f.clone(), g.clone()
+        for _ in range(12):
+            trial = x + t[:, None] * d
+            _set_flat(nets, M, torch.where(done[:, None], x_new, trial))
+            ft, gt = _eval_grad(nets, M, loss_fn)
+            ok = (~done) & torch.isfinite(ft) & (ft <= f + 1e-4 * t * dg)
+            x_new = torch.where(ok[:, None], trial, x_new)
+            f_new = torch.where(ok, ft, f_new)
+            g_new = torch.where(ok[:, None], gt, g_new)
+            done = done | ok
+            if bool(done.all()):
                 break
-            opt.zero_grad()
-            V = simulate(model, stim[:, :n], dt, params, nets, learned)
-            per = ((V - v_obs[:, :n + 1]) ** 2).mean(1)
-            bad = ~torch.isfinite(per)
-            loss = torch.where(bad, torch.zeros_like(per), per).sum()
-            loss.backward()
-            for prm in nets.parameters():  # a diverged member must not poison the others
-                if prm.grad is not None:
-                    prm.grad.nan_to_num_(0.0, 0.0, 0.0)
-            torch.nn.utils.clip_grad_norm_(nets.parameters(), cfg.clip * M)
-            opt.step()
-            if log is not None and step % 20 == 0:
-                log.append(("cl", frac, step, per.detach().numpy().copy()))
-    nets.train_seconds = time.perf_counter() - t0
-    return nets
+            t = torch.where(done, t, t * 0.3)
+        _set_flat(nets, M, x_new)
+        s, y = x_new - x, g_new - g
+        sy = (s * y).sum(1)
+        valid = done & (sy > 1e-12)
+        S.append(torch.where(valid[:, None], s, torch.zeros_like(s)))
+        Y.append(torch.where(valid[:, None], y, torch.zeros_like(y)))
+        RHO.append(torch.where(valid, 1.0 / sy.clamp_min(1e-300), torch.zeros_like(sy)))
+        if len(S) > history:
+            S.pop(0), Y.pop(0), RHO.pop(0)
+        x, f, g = x_new, f_new, g_new
+        if log is not None and (it % 25 == 0 or it == iters - 1):
+            log.append((tag, 0.0, it, f.numpy().copy()))
+    return f
+
+
+class _Best:
+    """Per-member best parameters by free-running MSE on the training trace."""
+
+    def __init__(self, nets, model, stim, v_obs, dt, params, learned):
+        self.model, self.stim, self.v_obs, self.dt, self.params, self.learned = model, stim, v_obs, dt, params, learned
+        self.nets = nets.subset(list(range(nets.M)))
+        self.err = self._eval(nets)
+
+    def _eval(self, nets):
+        with torch.no_grad():
+            V = simulate(self.model, self.stim, self.dt, self.params, nets, self.learned)
+            e = ((V - self.v_obs) ** 2).mean(1)
+        return torch.where(torch.isfinite(e), e, torch.full_like(e, math.inf))
+
+    def update(self, nets):
+        t0 = time.perf_counter()
+        e = self._eval(nets)
+        self.eval_seconds = getattr(self, "eval_seconds", 0.0) + time.perf_counter() - t0
+        better = e < self.err
+        self.nets.copy_members_from(nets, better)
+        nets.copy_members_from(self.nets, ~better)  # continue from the best of each member
+        self.err = torch.where(better, e, self.err)
 
 
 def _tf_integrate(x_inf, tau, dt):
@@ -351,17 +743,6 @@ def _tf_integrate(x_inf, tau, dt):
         a = a * a_prev
         shift *= 2
     return b
-
-
-def _sim_windows(model, stimW, dt, pW, nets, learned, state0, M, W):
-    """Free runs from every window start; nets are evaluated per member (windows reshaped to [M, W])."""
-
-    class _PerWindow(torch.nn.Module):
-        def forward(self, v):  # v [M*W, 1] -> rates with member m's networks
-            r = nets(v.reshape(M, W))
-            return {g: (a.reshape(M * W, 1), b.reshape(M * W, 1)) for g, (a, b) in r.items()}
-
-    return simulate(model, stimW, dt, pW, _PerWindow(), learned, "", state0=dict(state0))
 
 
 def member_rmse(a, b):

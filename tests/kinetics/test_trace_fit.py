@@ -1,0 +1,35 @@
+"""Part 3: the HH K gate n recovered from one clean current-clamp trace (voltage-forced current matching,
+batched L-BFGS, short multiple shooting), checked free-running on held-out stimuli."""
+import numpy as np
+import torch
+
+from neuron_hybrid.kinetics.trace import (HH, TraceFitConfig, learned_curves, member_rmse, noisy_stimulus, simulate,
+                                          step_stimulus, training_protocol, train_members)
+from neuron_hybrid.kinetics.trace import _known_rates
+
+
+def test_recovers_hh_n_gate_from_clean_trace():
+    torch.set_num_threads(1)
+    dt = 0.025
+    _, stim = training_protocol(dt)
+    p = {k: torch.full((1,), v, dtype=torch.float64) for k, v in HH.default_params().items()}
+    with torch.no_grad():
+        v = simulate(HH, stim, dt, p)
+    cfg = TraceFitConfig(cm_steps=150, cm_lbfgs_steps=200, window_ms=(3.0,), tf_steps=8, max_windows=40,
+                         learn_conductance=False)
+    nets = train_members(HH, "k", stim, v, dt, p, cfg)
+    assert float(nets.train_rmse[0]) < 2.0
+    # learned n_inf / tau_n in the visited sub-threshold and spiking range
+    vg = np.linspace(-70, 30, 21)
+    c = learned_curves(nets, vg)["n"]
+    true = _known_rates(HH, torch.as_tensor(vg), ())["n"]
+    assert np.abs(c[0][0] - true[0].numpy()).max() < 0.03
+    assert np.abs(np.log(c[1][0] / true[1].numpy())).max() < 0.15
+    # held-out stimuli: other amplitudes, a longer step, a noisy current
+    t50 = torch.arange(0, 50, dt, dtype=torch.float64) + dt / 2
+    t100 = torch.arange(0, 100, dt, dtype=torch.float64) + dt / 2
+    for s in (step_stimulus(t50, 5, 40, 0.007), step_stimulus(t50, 5, 40, 0.013), step_stimulus(t100, 5, 90, 0.01),
+              noisy_stimulus(t100, 5, 90, 0.01, 0.005, 2.0, 7)):
+        with torch.no_grad():
+            r = member_rmse(simulate(HH, s, dt, p, nets, ("n",)), simulate(HH, s, dt, p))
+        assert float(r[0]) < 2.0, float(r[0])
