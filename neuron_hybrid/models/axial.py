@@ -23,7 +23,11 @@ class LatentAxialCurrent(nn.Module):
     """Axial current drawn by the dendrites from the soma, in nA (outward = leaving the soma).
 
     n_latent: K latents; v_min/v_max: trained range (mV); e0_mV: reference (rest) potential;
-    tau_init_ms: initial time constants (K values, ms); width/depth: MLP size.
+    tau_init_ms: initial time constants (K values, ms); width/depth: MLP size; log_tau_range: how far
+    (in natural log units) the MLP may move each tau from its initial value. It must be wide: during a
+    spike a slow latent (tau ~ 1 s) needs ~1 ms; with a range of 4 (x55) instead of 8 (x3000) the
+    teacher-forced error of ca1_pospischil plateaued at 0.033 instead of 0.022 nA and Gamma on
+    held-out noisy currents fell from 0.59 to 0.33.
     """
 
     n_latent: int
@@ -35,7 +39,7 @@ class LatentAxialCurrent(nn.Module):
 
     def __init__(self, n_latent: int = 4, v_min: float = -110.0, v_max: float = 60.0, e0_mV: float = -70.0,
                  tau_init_ms=None, width: int = 32, depth: int = 2, tau_min_ms: float = 0.05,
-                 log_tau_range: float = 4.0, zinf_scale_mV: float = 10.0, seed: int = 0, v_rest_mV=None):
+                 log_tau_range: float = 8.0, zinf_scale_mV: float = 10.0, seed: int = 0, v_rest_mV=None):
         super().__init__()
         K = n_latent
         self.n_latent, self.v_min, self.v_max, self.kind = K, float(v_min), float(v_max), "point"
