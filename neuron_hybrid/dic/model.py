@@ -467,6 +467,20 @@ class CompartmentModel:
                 i_ext = i_ext + noise[0]
             return g_tot, (ge + i_ext) / g_tot, ica
 
+        def after_step(step, v_old, v):
+            """spike detection, recording and the divergence check after a step; returns v (reset where not finite)"""
+            self._record_spikes(step, n_skip, v_old, v, dt, transient, v_up, armed, spikes, counts, max_spikes)
+            np.logical_or(armed, v < v_down, out=armed)
+            if rec_idx.size and (step + 1) % rec_every == 0 and step + 1 >= n_skip:
+                rec_v.append(v[rec_idx].copy())
+                rec_t.append((step + 1) * dt - transient)
+            if step % 2000 == 0:
+                bad = ~np.isfinite(v)
+                if bad.any():
+                    np.logical_or(diverged, bad, out=diverged)
+                    v = np.where(bad, self.v_init, v)
+            return v
+
         noise = [None]
         for step in iterator:
             t_mid = (step + 0.5) * dt
@@ -493,16 +507,7 @@ class CompartmentModel:
                 states = [inf[s] + (states[s] - inf[s]) * np.exp(-dt / tau[s]) for s in range(len(states))]
                 if pool is not None:
                     cai = cai_new
-                self._record_spikes(step, n_skip, v_old, v, dt, transient, v_up, armed, spikes, counts, max_spikes)
-                armed |= v < v_down
-                if rec_idx.size and (step + 1) % rec_every == 0 and step + 1 >= n_skip:
-                    rec_v.append(v[rec_idx].copy())
-                    rec_t.append((step + 1) * dt - transient)
-                if step % 2000 == 0:
-                    bad = ~np.isfinite(v)
-                    if bad.any():
-                        diverged |= bad
-                        v = np.where(bad, self.v_init, v)
+                v = after_step(step, v_old, v)
                 continue
             i_tot = np.zeros(n)
             g_tot = np.zeros(n)
@@ -538,16 +543,7 @@ class CompartmentModel:
             inf, tau = self._eval_rates(fns, v, cai, states)
             for s in range(len(states)):
                 states[s] = states[s] + (1.0 - np.exp(-dt / tau[s])) * (inf[s] - states[s])
-            self._record_spikes(step, n_skip, v_old, v, dt, transient, v_up, armed, spikes, counts, max_spikes)
-            armed |= v < v_down
-            if rec_idx.size and (step + 1) % rec_every == 0 and step + 1 >= n_skip:
-                rec_v.append(v[rec_idx].copy())
-                rec_t.append((step + 1) * dt - transient)
-            if step % 2000 == 0:
-                bad = ~np.isfinite(v)
-                if bad.any():
-                    diverged |= bad
-                    v = np.where(bad, self.v_init, v)
+            v = after_step(step, v_old, v)
         diverged |= ~np.isfinite(v)
         counts = np.minimum(counts, max_spikes)
         out = [spikes[k, :counts[k]].copy() for k in range(n)]
