@@ -385,8 +385,10 @@ class Channel:
     @property
     def coupled(self) -> bool:
         """True if some gate's inf/tau depends on another gate's state (kinetic scheme)."""
-        states = {self.state_symbol(g.name) for g in self.gates}
-        return any(g.free_symbols() & states for g in self.gates)
+        if "coupled" not in self._compiled:
+            states = {self.state_symbol(g.name) for g in self.gates}
+            self._compiled["coupled"] = any(g.free_symbols() & states for g in self.gates)
+        return self._compiled["coupled"]
 
     @property
     def gate_names(self) -> tuple[str, ...]:
@@ -509,7 +511,7 @@ class Channel:
             out[g.name] = {n: x for (n, _), x in zip(g.locals, vals)}
         return out
 
-    def rates(self, v, *, celsius=DEFAULT_CELSIUS, cai=None, states=None,
+    def rates(self, v, *, celsius=DEFAULT_CELSIUS, cai=None, states=None, gates=None,
               **params) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """``{gate: (x_inf, tau_ms)}`` at membrane potential ``v`` (mV), float64 tensors.
 
@@ -517,11 +519,14 @@ class Channel:
         calcium-dependent gates), ``params`` override parameter defaults (tensors allowed, they
         broadcast elementwise and are differentiable). ``states`` (``{gate: value}``) is used only
         by coupled channels (kinetic schemes), whose x_inf depends on the other states; it
-        defaults to the scheme's steady state at ``v``.
+        defaults to the scheme's steady state at ``v``. ``gates`` (names) limits the result to those
+        gates (default: all).
         """
         v, args = self._args(v, celsius, cai, params, states)
         out = {}
         for g in self.gates:
+            if gates is not None and g.name not in gates:
+                continue
             fl, finf, ftau = self._gate_functions(g)
             vals = []
             for f in fl:

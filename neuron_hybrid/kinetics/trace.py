@@ -171,39 +171,14 @@ class LearnedGates(torch.nn.Module):
             self.de[mask] = other.de[mask]
 
 
-def _hh_rates(v, gates):
-    """NEURON hh rates at 6.3 degC (few torch ops; the vtrap guard is not needed off the 0/0 points,
-    which are shifted by 1e-9 mV)."""
-    out = {}
-    if "m" in gates:
-        x = v + 40.0
-        x = torch.where(x.abs() < 1e-9, torch.full_like(x, 1e-9), x)
-        a = 0.1 * x / (1 - torch.exp(-x / 10))
-        b = 4 * torch.exp(-(v + 65) / 18)
-        out["m"] = (a / (a + b), 1 / (a + b))
-    if "h" in gates:
-        a = 0.07 * torch.exp(-(v + 65) / 20)
-        b = 1 / (torch.exp(-(v + 35) / 10) + 1)
-        out["h"] = (a / (a + b), 1 / (a + b))
-    if "n" in gates:
-        x = v + 55.0
-        x = torch.where(x.abs() < 1e-9, torch.full_like(x, 1e-9), x)
-        a = 0.01 * x / (1 - torch.exp(-x / 10))
-        b = 0.125 * torch.exp(-(v + 65) / 80)
-        out["n"] = (a / (a + b), 1 / (a + b))
-    return out
-
-
 def _known_rates(model: CompartmentModel, v, learned: tuple):
     """{gate: (x_inf, tau)} of the known gates at v (any shape)."""
-    if model.name == "hh" and model.celsius == 6.3:
-        return _hh_rates(v, [g for g in ("m", "h", "n") if g not in learned])
     out = {}
     for cur, ch, powers, _, _, params in model.channels:
         need = [g for g in powers if g not in learned]
         if not need:
             continue
-        r = ch.rates(v, celsius=model.celsius, **params)
+        r = ch.rates(v, celsius=model.celsius, gates=need, **params)
         for g in need:
             out[g] = r[g]
     return out
