@@ -32,6 +32,8 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats (median)")
     ap.add_argument("--out", default="reports/reduction")
+    ap.add_argument("--reference-ceiling", action="store_true",
+                    help="score the full cell at dt/2 against itself at dt (the best reachable Gamma), first seed only")
     args = ap.parse_args(argv)
 
     from neuron_hybrid.bench.reduction import run_benchmark
@@ -56,7 +58,8 @@ def main(argv=None):
         reduce(args.cell, model_dir, cfg, cell_params=params)
         train_s = time.perf_counter() - t0
         shared_work = shared_work or model_dir / "work"
-        report = run_benchmark(model_dir, out / f"seed{seed}_report", repeats=args.repeats, workers=args.workers)
+        report = run_benchmark(model_dir, out / f"seed{seed}_report", repeats=args.repeats, workers=args.workers,
+                               reference_ceiling=args.reference_ceiling and seed == 0)
         s = report["summary"]
         runs.append({"seed": seed, "summary": s, "reached_targets": reached_targets(s), "reduce_seconds": train_s})
     result = {

@@ -90,7 +90,8 @@ def _number(v: str):
 def _cmd_benchmark(args):
     from .bench.reduction import run_benchmark
 
-    run_benchmark(args.model_dir, args.report, repeats=args.repeats, workers=args.workers)
+    run_benchmark(args.model_dir, args.report, repeats=args.repeats, workers=args.workers,
+                  reference_ceiling=args.reference_ceiling)
     return 0
 
 
@@ -149,6 +150,9 @@ def make_parser() -> argparse.ArgumentParser:
     bm.add_argument("--report", default=None, help="report folder (default MODEL_DIR/report)")
     bm.add_argument("--repeats", type=int, default=5, help="timing repeats (median)")
     bm.add_argument("--workers", type=int, default=2)
+    bm.add_argument("--reference-ceiling", action="store_true",
+                    help="also run the full cell at dt/2 and score it against itself at dt: the best any reduced "
+                         "model can reach at this dt (doubles the full cell's simulation time)")
     bm.set_defaults(func=_cmd_benchmark)
 
     e = sub.add_parser("export-hh", help="write hh's K and Na channels as learned-current files (hh_k.pt, hh_na.pt)",

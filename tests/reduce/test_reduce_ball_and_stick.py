@@ -86,3 +86,26 @@ def test_incomplete_or_corrupt_model_dir(tmp_path, reduced_dir, mechanisms):
     (broken / "axial_current.pt").write_bytes(b"garbage")
     with pytest.raises(ModelDirError, match="not a valid learned current"):
         ReducedCell.load(broken)
+
+
+def test_benchmark_report_with_reference_ceiling(reduced_dir, tmp_path):
+    """``neuron-hybrid benchmark`` on the reduced passive cell: files, metrics and the dt/2 reference."""
+    from neuron_hybrid.bench.reduction import run_benchmark
+
+    report = tmp_path / "report"
+    out = run_benchmark(reduced_dir, report, repeats=1, timing_ms=20.0, workers=1, log=lambda m: None,
+                        reference_ceiling=True)
+    for name in ("metrics.json", "report.md", "traces.png", "latents.png", "held_out.h5", "held_out_half_dt.h5"):
+        assert (report / name).stat().st_size > 0, name
+    assert json.loads((report / "metrics.json").read_text())["summary"]["speedup"] == pytest.approx(out["summary"]["speedup"])
+    for r in out["protocols"]:
+        # two valid solutions of the same passive cell (dt and dt/2) agree to a few hundredths of a mV ...
+        assert r["reference"]["subthreshold_rmse_mV"] < 0.05
+        assert r["reference"]["spike_count_error"] == 0 and r["n_spikes_ref"] == 0
+        # ... and the reduced cell is within the issue's 1 mV of the full one
+        assert r["subthreshold_rmse_mV"] < 1.0
+        assert not r["runaway"]
+    s = out["summary"]
+    assert s["ceiling_gamma_noise"] == 1.0 and s["runaway_protocols"] == 0
+    assert s["full_s_per_s"] > 0 and s["reduced_s_per_s"] > 0 and s["soma_s_per_s"] > 0
+    assert "Reference ceiling" in (report / "report.md").read_text()
