@@ -81,3 +81,26 @@ def test_bad_files(tmp_path):
     assert _run_cli(["spikes2pop", str(bad), "--out", str(tmp_path / "o.csv"), "--quiet"]) == 2
     with pytest.raises(FileNotFoundError):
         read_spike_csv(tmp_path / "missing.csv")
+
+
+def test_da_command_with_shipped_weights(tmp_path):
+    """The shipped DA network: a 4 Hz pacemaker is classified as spiking, an 8-spike burst pattern as
+    bursting, and every generated DA model has the predicted DICs at V_th = -55.5 mV."""
+    from neuron_hybrid.dic import DA
+
+    src = tmp_path / "da.csv"
+    pace = [round(200.0 + 250.0 * k, 2) for k in range(12)]
+    bursts = [round(200.0 + 1500.0 * b + 25.0 * k, 2) for b in range(4) for k in range(8)]
+    _write(src, [("pace", str(pace)), ("burst", str(bursts))])
+    out = tmp_path / "pop.csv"
+    assert _run_cli(["spikes2pop", str(src), "--model", "da", "--n", "20", "--out", str(out), "--quiet"]) == 0
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["ID", *DA.columns, "g_s", "g_u", "class"]
+    first = {r["ID"]: r for r in reversed(rows)}
+    assert first["pace"]["class"] == "spiking" and first["burst"]["class"] == "bursting"
+    for r in rows[:3]:
+        g = {c: float(r[c]) for c in DA.columns}
+        _, gs, gu = dics("da", g, -55.5)
+        assert gs == pytest.approx(float(r["g_s"]), abs=0.2)
+        assert gu == pytest.approx(float(r["g_u"]), abs=0.2)
