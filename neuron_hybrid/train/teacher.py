@@ -162,6 +162,27 @@ class TeacherConfig:
     checkpoint_every: int = 50
     spike_weight: float = 0.1          # loss weight of samples with V above spike_threshold_mV
     spike_threshold_mV: float = -40.0  # (spike currents are large; between spikes timing is decided)
+    pre_spike_weight: float = 1.0      # loss weight of the approach to each recorded spike: the samples
+    pre_spike_ms: float = 8.0          # from pre_spike_ms to 0.5 ms before its 0 mV crossing, where a
+                                       # few pA of error move the spike by ms
+
+
+def sample_weights(batch: "TeacherBatch", config: TeacherConfig) -> torch.Tensor:
+    """Loss weight of every target sample I[1..T-1]: [S, T-1] (0 on padding).
+
+    1 by default, spike_weight above spike_threshold_mV, pre_spike_weight in the approach to
+    each spike (upward crossing of 0 mV), from pre_spike_ms to 0.5 ms before it.
+    """
+    v = batch.v[:, 1:]
+    w = torch.where(v > config.spike_threshold_mV, config.spike_weight, 1.0).to(torch.float64)
+    if config.pre_spike_weight != 1.0:
+        n_pre = int(round(config.pre_spike_ms / batch.dt_ms))
+        n_gap = int(round(0.5 / batch.dt_ms))
+        up = (v[:, :-1] < 0) & (v[:, 1:] >= 0)
+        for s, k in up.nonzero().tolist():
+            lo, hi = max(k + 1 - n_pre, 0), max(k + 1 - n_gap, 0)
+            w[s, lo:hi] = torch.clamp(w[s, lo:hi], min=config.pre_spike_weight)
+    return w * batch.mask
 
 
 def current_rmse(model, seqs, grid_step_mV: float = 0.1) -> float:
@@ -186,7 +207,7 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
     torch.manual_seed(config.seed)
     grid = torch.arange(model.v_min, model.v_max + 0.5 * config.grid_step_mV, config.grid_step_mV, dtype=torch.float64)
     batch = make_batch(seqs, grid)
-    weight = batch.mask * torch.where(batch.v[:, 1:] > config.spike_threshold_mV, config.spike_weight, 1.0)
+    weight = sample_weights(batch, config)
     n_total = float(weight.sum())
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1), eta_min=config.lr_min)
