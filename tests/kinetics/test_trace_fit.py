@@ -33,3 +33,29 @@ def test_recovers_hh_n_gate_from_clean_trace():
         with torch.no_grad():
             r = member_rmse(simulate(HH, s, dt, p, nets, ("n",)), simulate(HH, s, dt, p))
         assert float(r[0]) < 2.0, float(r[0])
+
+
+def test_recovers_hh_n_gate_from_noisy_trace():
+    """1 % white observation noise (sd 0.76 mV): n_inf / tau_n still match the true HH curves where the trace
+    lives (smoothing from the estimated noise level, filtered current balance; current matching only)."""
+    torch.set_num_threads(1)
+    dt = 0.025
+    _, stim = training_protocol(dt)
+    p = {k: torch.full((1,), v, dtype=torch.float64) for k, v in HH.default_params().items()}
+    with torch.no_grad():
+        v = simulate(HH, stim, dt, p)
+    sd = 0.01 * float(v.abs().max())
+    v_obs = v + sd * torch.randn(v.shape, generator=torch.Generator().manual_seed(1000), dtype=torch.float64)
+    from neuron_hybrid.kinetics.trace import _smooth_auto, estimate_noise_sd
+    assert abs(float(estimate_noise_sd(v_obs)[0]) / sd - 1) < 0.1
+    vs = _smooth_auto(v_obs, dt, None)[0]
+    assert float(((vs - v) ** 2).mean().sqrt()) < 0.5 * sd
+    cfg = TraceFitConfig(prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False)
+    nets = train_members(HH, "k", stim, v_obs, dt, p, cfg)
+    vg = np.linspace(-70, 30, 21)
+    c = learned_curves(nets, vg)["n"]
+    true = _known_rates(HH, torch.as_tensor(vg), ())["n"]
+    assert np.abs(c[0][0] - true[0].numpy()).max() < 0.04
+    assert np.abs(np.log(c[1][0] / true[1].numpy())).max() < 0.3
+    sub = vg <= -50  # the sub-threshold range that sets the firing rate
+    assert np.abs(c[0][0] - true[0].numpy())[sub].max() < 0.015
