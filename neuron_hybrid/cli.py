@@ -37,13 +37,14 @@ def _cmd_demo(args):
 
 
 def _reduce_config(args):
+    from dataclasses import replace
+
     from .reduce import ReduceConfig
-    from .train.teacher import TeacherConfig
 
     cfg = ReduceConfig(n_latent=args.latents, workers=args.workers, seed=args.seed, closed_loop=not args.no_closed_loop,
                        protocol_size=args.size, rheobase_nA=args.rheobase)
     if args.epochs is not None:
-        cfg.teacher = TeacherConfig(epochs=args.epochs, lr=cfg.teacher.lr, lr_min=cfg.teacher.lr_min, seed=args.seed)
+        cfg.teacher = replace(cfg.teacher, epochs=args.epochs, seed=args.seed)
     return cfg
 
 
