@@ -8,11 +8,18 @@ Leading batch dimensions (several sequences at once) share the sequential pass.
 import torch
 
 
-def linear_recurrence(log_alpha: torch.Tensor, b: torch.Tensor, z0: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+CHUNK = 512
+
+
+def linear_recurrence(log_alpha: torch.Tensor, b: torch.Tensor, z0: torch.Tensor, chunk: int = CHUNK,
+                      restart: torch.Tensor = None, z_restart: torch.Tensor = None) -> torch.Tensor:
     """z[..., n, :] = exp(log_alpha[..., n, :]) * z[..., n-1, :] + b[..., n, :], with z[..., -1, :] = z0.
 
     log_alpha, b: [..., T, K] (log_alpha <= 0); z0: [..., K]. Returns z: [..., T, K].
     Requires chunk * max(-log_alpha) < ~575 (float64 range).
+    restart [..., C] (bool, C = ceil(T / chunk)) with z_restart [..., C, K]: where set, the state
+    before chunk c is replaced by z_restart (independent sequences packed into one row, each
+    starting at a multiple of `chunk`).
     """
     *batch, T, K = b.shape
     pad = (-T) % chunk
@@ -29,6 +36,8 @@ def linear_recurrence(log_alpha: torch.Tensor, b: torch.Tensor, z0: torch.Tensor
     starts = []
     z = z0
     for c in range(C):                             # sequential over chunks only
+        if restart is not None:
+            z = torch.where(restart[..., c, None], z_restart[..., c, :], z)
         starts.append(z)
         z = A_last[..., c, :] * z + B_last[..., c, :]
     z_start = torch.stack(starts, dim=-2)          # [..., C, K]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .scan import linear_recurrence
+from .scan import CHUNK, linear_recurrence
 
 
 @dataclass
@@ -90,42 +90,73 @@ def tabulate(model, grid: torch.Tensor):
 class TeacherBatch:
     """Sequences padded to a common length, with fixed interpolation weights on a voltage grid."""
 
-    v: torch.Tensor        # [S, T] mV (padded with the last value)
+    v: torch.Tensor        # [S, T] mV (padded with the last recorded value)
     target: torch.Tensor   # [S, T-1] nA (I[1..T-1])
     mask: torch.Tensor     # [S, T-1] 1 for real samples
     idx: torch.Tensor      # [S, T] grid index below v
     frac: torch.Tensor     # [S, T, 1] interpolation weight
     dt_ms: float
     grid: torch.Tensor
+    restart: torch.Tensor = None  # [S, T // CHUNK] bool: a sequence starts at that chunk (packed rows)
 
     @property
     def n_samples(self) -> int:
         return int(self.mask.sum())
 
 
-def make_batch(seqs, grid: torch.Tensor) -> TeacherBatch:
+def _pack(lengths, chunk: int):
+    """First-fit decreasing: [(row, offset)] per sequence, offsets multiples of `chunk`; row length."""
+    cap = -(-max(lengths) // chunk) * chunk
+    rows, where = [], [None] * len(lengths)
+    for j in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
+        need = -(-lengths[j] // chunk) * chunk
+        r = next((r for r, used in enumerate(rows) if used + need <= cap), None)
+        if r is None:
+            rows.append(0)
+            r = len(rows) - 1
+        where[j] = (r, rows[r])
+        rows[r] += need
+    return where, len(rows), cap
+
+
+def make_batch(seqs, grid: torch.Tensor, pack: bool = False) -> TeacherBatch:
+    """Sequences as rows of a batch. pack: several short sequences share a row (each starting at a
+    multiple of the scan's chunk, latents restarted there), which saves the padding of short
+    protocols (for teacher forcing; closed-loop windows need one sequence per row)."""
     dts = {float(s.dt_ms) for s in seqs}
     if len(dts) != 1:
         raise ValueError(f"all sequences must share one dt, got {sorted(dts)} ms")
-    T = max(len(s.v_mV) for s in seqs)
-    S = len(seqs)
-    v = torch.empty(S, T, dtype=torch.float64)
+    lengths = [len(s.v_mV) for s in seqs]
+    if pack:
+        where, S, T = _pack(lengths, CHUNK)
+        restart = torch.zeros(S, T // CHUNK, dtype=torch.bool)
+    else:
+        where, S, T = [(j, 0) for j in range(len(seqs))], len(seqs), max(lengths)
+        restart = None
+    v = torch.full((S, T), float("nan"), dtype=torch.float64)
     target = torch.zeros(S, T - 1, dtype=torch.float64)
     mask = torch.zeros(S, T - 1, dtype=torch.float64)
-    for j, s in enumerate(seqs):
-        n = len(s.v_mV)
-        v[j, :n] = torch.as_tensor(s.v_mV, dtype=torch.float64)
-        v[j, n:] = float(s.v_mV[-1])
-        target[j, : n - 1] = torch.as_tensor(s.i_nA[1:], dtype=torch.float64)
-        mask[j, : n - 1] = 1.0
+    for s, (r, o), n in zip(seqs, where, lengths):
+        v[r, o:o + n] = torch.as_tensor(s.v_mV, dtype=torch.float64)
+        target[r, o:o + n - 1] = torch.as_tensor(s.i_nA[1:], dtype=torch.float64)
+        mask[r, o:o + n - 1] = 1.0
+        if restart is not None:
+            restart[r, o // CHUNK] = True
+    for r in range(S):  # padding holds the last recorded value (no spurious spikes or latents)
+        row = v[r]
+        gap = torch.isnan(row)
+        if gap.any():
+            last = torch.where(gap, torch.zeros_like(row), torch.arange(T, dtype=torch.float64)).cummax(0).values.long()
+            v[r] = row[last]
     v0, h = float(grid[0]), float(grid[1] - grid[0])
     x = ((v - v0) / h).clamp(0, len(grid) - 1 - 1e-9)
     idx = x.floor().long()
-    return TeacherBatch(v, target, mask, idx, (x - idx).unsqueeze(-1), dts.pop(), grid)
+    return TeacherBatch(v, target, mask, idx, (x - idx).unsqueeze(-1), dts.pop(), grid, restart)
 
 
 def teacher_latents(model, batch: TeacherBatch, tables=None) -> torch.Tensor:
-    """Latents z[n] (after step n) driven by the recorded voltage: [S, T, K]; z[0] = z_inf(V[0]).
+    """Latents z[n] (after step n) driven by the recorded voltage: [S, T, K]; z = z_inf(V) at the
+    start of every sequence.
 
     z[n] = z[n-1] + (1 - exp(-dt/tau(V[n]))) (z_inf(V[n]) - z[n-1]), NEURON's cnexp order.
     """
@@ -134,9 +165,10 @@ def teacher_latents(model, batch: TeacherBatch, tables=None) -> torch.Tensor:
     tau = tau_g[batch.idx] * (1 - batch.frac) + tau_g[batch.idx + 1] * batch.frac
     log_alpha = -batch.dt_ms / tau
     b = -torch.expm1(log_alpha) * zinf
-    z_rest = zinf[:, 0]
-    z = linear_recurrence(log_alpha[:, 1:], b[:, 1:], z_rest)
-    return torch.cat([z_rest.unsqueeze(1), z], dim=1)
+    # starting from z_inf(V[0]) the first update leaves z at z_inf(V[0]) (b = (1 - alpha) z_inf)
+    if batch.restart is None:
+        return linear_recurrence(log_alpha, b, zinf[:, 0])
+    return linear_recurrence(log_alpha, b, zinf[:, 0], restart=batch.restart, z_restart=zinf[:, ::CHUNK])
 
 
 def batch_current(model, batch: TeacherBatch, tables=None) -> torch.Tensor:
@@ -188,7 +220,7 @@ def sample_weights(batch: "TeacherBatch", config: TeacherConfig) -> torch.Tensor
 def current_rmse(model, seqs, grid_step_mV: float = 0.1) -> float:
     """RMSE (nA) of the teacher-forced axial current over all samples of `seqs`."""
     grid = torch.arange(model.v_min, model.v_max + 0.5 * grid_step_mV, grid_step_mV, dtype=torch.float64)
-    batch = make_batch(seqs, grid)
+    batch = make_batch(seqs, grid, pack=True)
     with torch.no_grad():
         err = (batch_current(model, batch) - batch.target) * batch.mask
     return math.sqrt(float((err ** 2).sum()) / batch.n_samples)
@@ -206,7 +238,7 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
     """
     torch.manual_seed(config.seed)
     grid = torch.arange(model.v_min, model.v_max + 0.5 * config.grid_step_mV, config.grid_step_mV, dtype=torch.float64)
-    batch = make_batch(seqs, grid)
+    batch = make_batch(seqs, grid, pack=True)
     weight = sample_weights(batch, config)
     n_total = float(weight.sum())
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)

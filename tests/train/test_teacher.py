@@ -63,3 +63,28 @@ def test_sample_weights_mark_the_approach_to_each_spike():
     assert np.all(w[(tw < 41.9) | (tw > 51.1)] == 1.0)
     w_off = sample_weights(b, TeacherConfig(spike_weight=0.5))[0].numpy()
     assert np.all(w_off[(tw > 42.1) & (tw < 49.4)] == 1.0)
+
+
+def test_packed_batch_equals_one_sequence_per_row():
+    """Short protocols packed into shared rows (latents restarted at each) give the same currents."""
+    from neuron_hybrid.train.teacher import _pack, batch_current
+    from neuron_hybrid.train.scan import CHUNK
+
+    rng = np.random.default_rng(3)
+    seqs = [Sequence(-65 + np.cumsum(rng.normal(0, 0.5, n)), rng.normal(0, 0.1, n), DT) for n in (3000, 700, 1100, 513, 2900)]
+    model = LatentAxialCurrent(n_latent=3, seed=1, v_rest_mV=-65.0)
+    model.set_linear([0.01, 0.02, 0.005], [0.5, 0.8, 0.2], [0.0, 1.0, -1.0], [0.5, 8.0, 200.0])
+    with torch.no_grad():
+        model.net[-1].weight.normal_(0, 0.1)
+    grid = torch.arange(model.v_min, model.v_max + 0.05, 0.1, dtype=torch.float64)
+    plain, packed = make_batch(seqs, grid), make_batch(seqs, grid, pack=True)
+    assert packed.v.shape[0] < len(seqs) and packed.n_samples == plain.n_samples
+    with torch.no_grad():
+        i_plain, i_packed = batch_current(model, plain), batch_current(model, packed)
+    where, _, _ = _pack([len(s.v_mV) for s in seqs], CHUNK)
+    for j, ((r, o), s) in enumerate(zip(where, seqs)):
+        n = len(s.v_mV)
+        np.testing.assert_allclose(i_packed[r, o:o + n - 1].numpy(), i_plain[j, :n - 1].numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(packed.target[r, o:o + n - 1].numpy(), s.i_nA[1:])
+    assert math.isclose(current_rmse(model, seqs), math.sqrt(float((((i_plain - plain.target) * plain.mask) ** 2).sum())
+                                                             / plain.n_samples), rel_tol=1e-9)
