@@ -136,7 +136,7 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="cell builder override")
     r.add_argument("--out", required=True, help="model directory to write")
     r.add_argument("--latents", type=int, default=4, help="latents of the axial current (default 4)")
-    r.add_argument("--epochs", type=int, default=None, help="teacher-forcing epochs (default 250)")
+    r.add_argument("--epochs", type=int, default=None, help="teacher-forcing epochs (default 400)")
     r.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop (BPTT) stage")
     r.add_argument("--size", choices=["standard", "small"], default="standard", help="protocol set size")
     r.add_argument("--rheobase", type=float, default=None, help="stimulus scale in nA (default: measured)")
