@@ -212,8 +212,8 @@ def fit_recording(path, out_dir, config=None, *, model="hh", learn="k", seeds=4,
     lc = learned_curves(nets, v)
     cur = {"k": "ik", "na": "ina"}[learn]
     chan = next(c for c in cm.channels if c[0] == learn)
-    gbar = chan[3] * float(torch.exp(nets.log_g[best])) if hasattr(nets, "log_g") else chan[3]
-    e_rev = chan[4] + float(nets.de[best]) if hasattr(nets, "de") else chan[4]
+    gbar = chan[3] * float(torch.exp(nets.log_g[best]))  # log_g, de: 0 unless learn_conductance
+    e_rev = chan[4] + float(nets.de[best])
     gates = {g: GateCurve(g, v, lc[g][0][best], lc[g][1][best], None, chan[2][g], learn, cur, "gbar", gbar, e_rev)
              for g in LEARN[learn]}
     curves = ChannelCurves(f"{model}_{learn}_learned", gates, "learned", cm.celsius, str(path),

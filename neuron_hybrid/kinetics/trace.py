@@ -361,7 +361,6 @@ class TraceFitConfig:
     cl_steps: int = 0
     cl_lr: float = 5e-4
     cl_fractions: tuple = (1.0,)
-    clip: float = 1.0
     #: learn a conductance scale and reversal shift of the learned channel
     learn_conductance: bool = True
     time_budget_s: float = 1e9
@@ -388,16 +387,39 @@ def _tables(nets, vg):
     return nets(vg.repeat(nets.M, 1))
 
 
-def _interp(tab, v, rows):
-    """Linear interpolation of tab [R, Ng] (on the _GRID) at v (any shape) for table rows ``rows`` (same shape)."""
+def _interp_at(v, rows, Ng: int):
+    """(flat index, weight) of linear interpolation on the _GRID (Ng points) at v (any shape) in table rows
+    ``rows``."""
     lo, _, h = _GRID
-    Ng = tab.shape[1]
     x = torch.nan_to_num((v - lo) / h, nan=0.0).clamp(0.0, Ng - 1 - 1e-9)
     i = x.detach().floor().long()
-    f = x - i
-    base = rows * Ng + i
+    return rows * Ng + i, x - i
+
+
+def _interp(tab, v, rows=None, at=None):
+    """Linear interpolation of tab [R, Ng] (on the _GRID) at v (any shape) for table rows ``rows`` (same shape);
+    or at precomputed ``at`` = :func:`_interp_at` (v fixed, e.g. along the observed trace)."""
+    base, f = at if at is not None else _interp_at(v, rows, tab.shape[1])
     flat = tab.reshape(-1)
     return flat[base] * (1 - f) + flat[base + 1] * f
+
+
+def _adam_stage(nets, loss_fn, steps: int, lr: float, lr_min: float, desc: str, progress: bool, stop, log, tag,
+                every: int):
+    """`steps` Adam steps on loss_fn() -> (per-member loss, total) with cosine decay lr -> lr_min, until
+    stop(); every `every` steps (tag..., step, per-member loss) is appended to `log`."""
+    from tqdm import tqdm
+
+    opt = torch.optim.Adam(_flat_params(nets), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps), eta_min=lr_min)
+    for step in tqdm(range(steps), desc=desc, disable=not progress, mininterval=2):
+        if stop():
+            break
+        per, loss = loss_fn()
+        _adam_step(opt, nets, loss)
+        sched.step()
+        if log is not None and step % every == 0:
+            log.append((*tag, step, per.detach().numpy().copy()))
 
 
 def _adam_step(opt, nets, loss):
@@ -445,7 +467,7 @@ def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, p
     jit[::R] = 0.0
     shift, slope, tauf = 10.0 * jit[:, :1], torch.exp(0.4 * jit[:, 1:2]), torch.exp(0.8 * jit[:, 2:3])
     vpr = torch.linspace(-100, 60, 81, dtype=DT).repeat(M, 1)
-    opt = torch.optim.Adam([p for p in nets.parameters() if p.requires_grad], lr=1e-2)
+    opt = torch.optim.Adam(_flat_params(nets), lr=1e-2)
     for _ in range(cfg.prior_steps):
         r = nets(vpr)
         loss = 0
@@ -482,29 +504,19 @@ def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, p
         wgt = wgt / wgt.mean(1, keepdim=True)
         norm = (target ** 2 * wgt).mean(1) + 1e-12
     powers_l = next(c[2] for c in model.channels if c[0] == learn)
-    rows_T = rows_all.reshape(-1, 1).expand(M, T + 1)
+    at_vs = _interp_at(vs, rows_all.reshape(-1, 1).expand(M, T + 1), len(vg))  # fixed: the smoothed trace
     def cm_loss():
         tab = _tables(nets, vg)
         gk = pr[f"g_{learn}"] * torch.exp(nets.log_g).reshape(-1, 1)
         for g, pw in powers_l.items():
-            x = _tf_integrate(_interp(tab[g][0], vs, rows_T), _interp(tab[g][1], vs, rows_T), dt)
+            x = _tf_integrate(_interp(tab[g][0], None, at=at_vs), _interp(tab[g][1], None, at=at_vs), dt)
             gk = gk * x[:, :-1] ** pw
         pred = _gauss_rows(gk * (vnew - pr[f"e_{learn}"] - nets.de.reshape(-1, 1)), filt)
         per = ((pred - target) ** 2 * wgt).mean(1) / norm
-        reg = 1e-3 * nets.log_g ** 2 + 1e-5 * nets.de ** 2
-        return per, (_finite(per) + reg).sum()
+        return per, (_finite(per) + _member_reg(nets)).sum()
 
-    trainable = [p for p in nets.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(trainable, lr=cfg.cm_lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, cfg.cm_steps), eta_min=cfg.cm_lr * 0.01)
-    for step in tqdm(range(cfg.cm_steps), desc="current matching", disable=not progress, mininterval=2):
-        if over_budget():
-            break
-        per, loss = cm_loss()
-        _adam_step(opt, nets, loss)
-        sched.step()
-        if log is not None and step % 50 == 0:
-            log.append(("cm", 0.0, step, per.detach().numpy().copy()))
+    _adam_stage(nets, cm_loss, cfg.cm_steps, cfg.cm_lr, cfg.cm_lr * 0.01, "current matching", progress, over_budget,
+                log, ("cm", 0.0), 50)
     if cfg.cm_lbfgs_steps > 0 and not over_budget():
         batched_lbfgs(nets, M, cm_loss, cfg.cm_lbfgs_steps, log=log, tag="cm_lbfgs")
     best.update(nets)
@@ -531,7 +543,7 @@ def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, p
             tab = _tables(nets, vg)
             state0 = {"v": vs[:, starts].reshape(-1)}
             for g in learned:
-                x = _tf_integrate(_interp(tab[g][0], vs, rows_T), _interp(tab[g][1], vs, rows_T), dt)
+                x = _tf_integrate(_interp(tab[g][0], None, at=at_vs), _interp(tab[g][1], None, at=at_vs), dt)
                 state0[g] = x[:, starts].reshape(-1)
             for g in kn:
                 state0[g] = kn[g][:, starts].reshape(-1)
@@ -543,29 +555,19 @@ def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, p
             V = _run(model, stimW, dt, pW, rate_fn, learned, state0["v"], {k: x for k, x in state0.items() if k != "v"},
                      mods, False)
             per = ((V[:, 1:] - targ) ** 2).reshape(M, -1).mean(1)
-            reg = 1e-3 * nets.log_g ** 2 + 1e-5 * nets.de ** 2
-            return per, (_finite(per) + reg).sum()
+            return per, (_finite(per) + _member_reg(nets)).sum()
 
         if cfg.tf_optimizer == "lbfgs":
             batched_lbfgs(nets, M, win_loss, cfg.tf_steps, log=log, tag=f"tf{wms:g}")
         else:
-            opt = torch.optim.Adam(trainable, lr=cfg.tf_lr / (1 + wi))
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.tf_steps, eta_min=cfg.tf_lr * 0.05)
-            for step in tqdm(range(cfg.tf_steps), desc=f"shooting windows {wms:g} ms", disable=not progress,
-                             mininterval=2):
-                if over_budget():
-                    break
-                per, loss = win_loss()
-                _adam_step(opt, nets, loss)
-                sched.step()
-                if log is not None and step % 25 == 0:
-                    log.append(("tf", wms, step, per.detach().numpy().copy()))
+            _adam_stage(nets, win_loss, cfg.tf_steps, cfg.tf_lr / (1 + wi), cfg.tf_lr * 0.05,
+                        f"shooting windows {wms:g} ms", progress, over_budget, log, ("tf", wms), 25)
         best.update(nets)
         if log is not None:
             log.append(("time", wms, 0, np.array([time.perf_counter() - t0])))
     # 4. closed loop from rest
     if cfg.cl_steps > 0:
-        opt = torch.optim.Adam([p for p in nets.parameters() if p.requires_grad], lr=cfg.cl_lr)
+        opt = torch.optim.Adam(_flat_params(nets), lr=cfg.cl_lr)
         for frac in cfg.cl_fractions:
             n = max(2, int(T * frac))
             for step in tqdm(range(cfg.cl_steps), desc=f"closed loop {frac:.0%}", disable=not progress, mininterval=2):

@@ -133,21 +133,18 @@ def make_batch(seqs, grid: torch.Tensor, pack: bool = False) -> TeacherBatch:
     else:
         where, S, T = [(j, 0) for j in range(len(seqs))], len(seqs), max(lengths)
         restart = None
-    v = torch.full((S, T), float("nan"), dtype=torch.float64)
+    v = torch.empty(S, T, dtype=torch.float64)
     target = torch.zeros(S, T - 1, dtype=torch.float64)
     mask = torch.zeros(S, T - 1, dtype=torch.float64)
-    for s, (r, o), n in zip(seqs, where, lengths):
+    # in row order, so that each sequence's padding (its last recorded value: no spurious spikes or
+    # latents) runs up to the next sequence of the row, which then overwrites it
+    for s, (r, o), n in sorted(zip(seqs, where, lengths), key=lambda x: x[1]):
         v[r, o:o + n] = torch.as_tensor(s.v_mV, dtype=torch.float64)
+        v[r, o + n:] = float(s.v_mV[-1])
         target[r, o:o + n - 1] = torch.as_tensor(s.i_nA[1:], dtype=torch.float64)
         mask[r, o:o + n - 1] = 1.0
         if restart is not None:
             restart[r, o // CHUNK] = True
-    for r in range(S):  # padding holds the last recorded value (no spurious spikes or latents)
-        row = v[r]
-        gap = torch.isnan(row)
-        if gap.any():
-            last = torch.where(gap, torch.zeros_like(row), torch.arange(T, dtype=torch.float64)).cummax(0).values.long()
-            v[r] = row[last]
     v0, h = float(grid[0]), float(grid[1] - grid[0])
     x = ((v - v0) / h).clamp(0, len(grid) - 1 - 1e-9)
     idx = x.floor().long()
@@ -166,8 +163,6 @@ def teacher_latents(model, batch: TeacherBatch, tables=None) -> torch.Tensor:
     log_alpha = -batch.dt_ms / tau
     b = -torch.expm1(log_alpha) * zinf
     # starting from z_inf(V[0]) the first update leaves z at z_inf(V[0]) (b = (1 - alpha) z_inf)
-    if batch.restart is None:
-        return linear_recurrence(log_alpha, b, zinf[:, 0])
     return linear_recurrence(log_alpha, b, zinf[:, 0], restart=batch.restart, z_restart=zinf[:, ::CHUNK])
 
 

@@ -8,23 +8,34 @@ from neuron_hybrid.kinetics.trace import (HH, TraceFitConfig, learned_curves, me
 from neuron_hybrid.kinetics.trace import _known_rates
 
 
-def test_recovers_hh_n_gate_from_clean_trace():
+def _hh_training_trace(dt=0.025):
+    """(stimulus [1, T], true parameters, true voltage [1, T+1]) of the multi-step training protocol."""
     torch.set_num_threads(1)
-    dt = 0.025
     _, stim = training_protocol(dt)
     p = {k: torch.full((1,), v, dtype=torch.float64) for k, v in HH.default_params().items()}
     with torch.no_grad():
         v = simulate(HH, stim, dt, p)
+    return stim, p, v
+
+
+def _n_gate_errors(nets, vg):
+    """|learned - true| n_inf and |log(learned / true)| tau_n of member 0 at voltages vg (mV)."""
+    c = learned_curves(nets, vg)["n"]
+    true = _known_rates(HH, torch.as_tensor(vg), ())["n"]
+    return np.abs(c[0][0] - true[0].numpy()), np.abs(np.log(c[1][0] / true[1].numpy()))
+
+
+def test_recovers_hh_n_gate_from_clean_trace():
+    dt = 0.025
+    stim, p, v = _hh_training_trace(dt)
     cfg = TraceFitConfig(cm_steps=150, cm_lbfgs_steps=200, window_ms=(3.0,), tf_steps=8, max_windows=40,
                          learn_conductance=False)
     nets = train_members(HH, "k", stim, v, dt, p, cfg)
     assert float(nets.train_rmse[0]) < 2.0
     # learned n_inf / tau_n in the visited sub-threshold and spiking range
-    vg = np.linspace(-70, 30, 21)
-    c = learned_curves(nets, vg)["n"]
-    true = _known_rates(HH, torch.as_tensor(vg), ())["n"]
-    assert np.abs(c[0][0] - true[0].numpy()).max() < 0.03
-    assert np.abs(np.log(c[1][0] / true[1].numpy())).max() < 0.15
+    err_inf, err_tau = _n_gate_errors(nets, np.linspace(-70, 30, 21))
+    assert err_inf.max() < 0.03
+    assert err_tau.max() < 0.15
     # held-out stimuli: other amplitudes, a longer step, a noisy current
     t50 = torch.arange(0, 50, dt, dtype=torch.float64) + dt / 2
     t100 = torch.arange(0, 100, dt, dtype=torch.float64) + dt / 2
@@ -38,12 +49,8 @@ def test_recovers_hh_n_gate_from_clean_trace():
 def test_recovers_hh_n_gate_from_noisy_trace():
     """1 % white observation noise (sd 0.76 mV): n_inf / tau_n still match the true HH curves where the trace
     lives (smoothing from the estimated noise level, filtered current balance; current matching only)."""
-    torch.set_num_threads(1)
     dt = 0.025
-    _, stim = training_protocol(dt)
-    p = {k: torch.full((1,), v, dtype=torch.float64) for k, v in HH.default_params().items()}
-    with torch.no_grad():
-        v = simulate(HH, stim, dt, p)
+    stim, p, v = _hh_training_trace(dt)
     sd = 0.01 * float(v.abs().max())
     v_obs = v + sd * torch.randn(v.shape, generator=torch.Generator().manual_seed(1000), dtype=torch.float64)
     from neuron_hybrid.kinetics.trace import _smooth_auto, estimate_noise_sd
@@ -53,9 +60,8 @@ def test_recovers_hh_n_gate_from_noisy_trace():
     cfg = TraceFitConfig(prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False)
     nets = train_members(HH, "k", stim, v_obs, dt, p, cfg)
     vg = np.linspace(-70, 30, 21)
-    c = learned_curves(nets, vg)["n"]
-    true = _known_rates(HH, torch.as_tensor(vg), ())["n"]
-    assert np.abs(c[0][0] - true[0].numpy()).max() < 0.04
-    assert np.abs(np.log(c[1][0] / true[1].numpy())).max() < 0.3
+    err_inf, err_tau = _n_gate_errors(nets, vg)
+    assert err_inf.max() < 0.04
+    assert err_tau.max() < 0.3
     sub = vg <= -50  # the sub-threshold range that sets the firing rate
-    assert np.abs(c[0][0] - true[0].numpy())[sub].max() < 0.015
+    assert err_inf[sub].max() < 0.015
