@@ -40,7 +40,7 @@ def test_build_prints_library(mechanisms, capsys):
 
 
 def test_user_mod_dir_with_a_clashing_name_is_refused(tmp_path):
-    (tmp_path / "nh_learned0.mod").write_text("NEURON { SUFFIX nh_learned0 }\n")
+    (tmp_path / "nhlc0.mod").write_text("NEURON { SUFFIX nhlc0 }\n")
     with pytest.raises(BuildError, match="clashes with a neuron-hybrid mechanism"):
         build([tmp_path])
     with pytest.raises(BuildError, match="does not exist"):
@@ -81,11 +81,11 @@ def test_user_mod_compiled_with_ours_and_used_from_hoc(tmp_path, hh_k_file):
     assert lib.is_file()
     hoc = tmp_path / "use.hoc"
     hoc.write_text(
-        "create s\n s { L = 20 diam = 20 insert userleak insert nh_learned0 }\n"
+        "create s\n s { L = 20 diam = 20 insert userleak insert nhlc0 }\n"
         f'id = nh_load("{hh_k_file}")\n'
-        "s.model_id_nh_learned0(0.5) = id\n"
+        "s.model_id_nhlc0(0.5) = id\n"
         "finitialize(-70)\n fadvance()\n"
-        '{ printf("userleak g = %g, latents = %d, z1 = %g\\n", s.g_userleak(0.5), nh_n_latent(id), s.z1_nh_learned0(0.5)) }\n'
+        '{ printf("userleak g = %g, latents = %d, z1 = %g\\n", s.g_userleak(0.5), nh_n_latent(id), s.z1_nhlc0(0.5)) }\n'
     )
     res = subprocess.run(["nrniv", "-nobanner", "-dll", str(lib), str(hoc), "-c", "quit()"], capture_output=True,
                          text=True, timeout=300)

@@ -36,7 +36,7 @@ class ReducedCell:
     """One NEURON section ``soma`` with the full cell's somatic mechanisms and a learned axial current.
 
     ``red.soma`` is a normal ``h.Section`` (IClamp, recording and NetCon work); ``red.axial`` is the
-    ``NhLearnedPoint`` carrying the axial current (nA, leaving the soma); ``red.learned`` its
+    ``NhPoint`` carrying the axial current (nA, leaving the soma); ``red.learned`` its
     :class:`~neuron_hybrid.LearnedCurrent`.
     """
 

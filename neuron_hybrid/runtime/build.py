@@ -25,10 +25,13 @@ KMAX = 8  # latents per learned-current mechanism; must equal NH_KMAX in nh_brid
 N_DENSITY_SLOTS = 6  # at most this many different learned density currents per section
 #: mechanism families by the number of latents they hold: (max latents, density suffix pattern, point process).
 #: NEURON 9's per-step cost of a mechanism grows with its number of variables, so models with few
-#: latents run in a compact family.
-FAMILIES = ((2, "nh_learned{slot}_k2", "NhLearnedPointK2"), (KMAX, "nh_learned{slot}", "NhLearnedPoint"))
+#: latents run in a compact family. Names stay short ("state-" + name <= 15 characters): NEURON 9 builds
+#: the std::string "cur-<name>" and "state-<name>" for every mechanism at every time step, and a longer
+#: name leaves the small-string buffer for a heap allocation per step (valgrind: ~600 of the ~3200
+#: extra instructions per step of hh + a learned K channel were those strings with "nh_learned0_k2").
+FAMILIES = ((2, "nhlc{slot}_k2", "NhPointK2"), (KMAX, "nhlc{slot}", "NhPoint"))
 DENSITY_SUFFIXES = tuple(pat.format(slot=k) for _, pat, _ in FAMILIES for k in range(N_DENSITY_SLOTS))
-POINT_PROCESS = "NhLearnedPoint"  # the general point process (up to KMAX latents)
+POINT_PROCESS = "NhPoint"  # the general point process (up to KMAX latents)
 
 
 def density_suffixes_for(n_latent: int) -> tuple:

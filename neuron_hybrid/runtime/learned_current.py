@@ -1,7 +1,7 @@
 """``LearnedCurrent``: a loaded TorchScript learned current, inserted into NEURON sections.
 
     lc = LearnedCurrent.load("kdr.pt")          # validates the file, picks the fastest verified engine
-    suffix = lc.insert(soma)                     # density current: a free nh_learned<k> slot
+    suffix = lc.insert(soma)                     # density current: a free nhlc<k> slot
     pp = LearnedCurrent.load("ax.pt").insert(soma(0.5))   # point process (kind "point")
     lc.latent_refs(soma(0.5))                    # pointers to z1..zK for h.Vector().record
 """
@@ -172,8 +172,8 @@ class LearnedCurrent:
         """Insert into NEURON.
 
         Density currents: ``target`` is a Section; returns the mechanism suffix used: the first
-        slot free in that section, ``nh_learned0_k2`` .. ``nh_learned5_k2`` for models with up to
-        2 latents (a compact family), then ``nh_learned0`` .. ``nh_learned5`` (up to 8).
+        slot free in that section, ``nhlc0_k2`` .. ``nhlc5_k2`` for models with up to
+        2 latents (a compact family), then ``nhlc0`` .. ``nhlc5`` (up to 8).
         Point currents: ``target`` is a Segment (or a Section, at ``x``); returns the point process.
         """
         from neuron import h

@@ -16,7 +16,7 @@ def test_point_process_reproduces_hh(h, tmp_path):
     assert k.kind == "point"
     soma.gkbar_hh = 0.0
     pp = k.insert(soma(0.5))
-    assert pp.hname().startswith("NhLearnedPoint")
+    assert pp.hname().startswith("NhPoint")
     (zref,) = k.latent_refs(pp)
     _, v, z = run_spiking(h, soma, record=[zref])
     assert n_spikes(v) == n_spikes(vref) >= 3
@@ -81,7 +81,7 @@ def test_different_models_in_different_sections(h, hh_files):
     a, b = hh_soma(h, "a"), hh_soma(h, "b")
     a.gkbar_hh = 0.0
     b.gnabar_hh = 0.0
-    assert k.insert(a) == na.insert(b) == "nh_learned0_k2"  # the compact family for <= 2 latents
+    assert k.insert(a) == na.insert(b) == "nhlc0_k2"  # the compact family for <= 2 latents
     ref = hh_soma(h, "ref")
     stims = []
     for sec in (a, b, ref):
