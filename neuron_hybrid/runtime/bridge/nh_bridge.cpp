@@ -80,7 +80,45 @@ struct Tape {
     int total = 0;
     int max_size = 1;
     std::vector<double> zeros;
+    // Scalar program: when every slot but the latents z is a single number (channel formulas such as
+    // hh's), the tape runs from this flat form, with values and tangents always computed; the general
+    // loop's per-slot bookkeeping cost several times the arithmetic (valgrind: 490 of 630
+    // instructions per call for hh's K current).
+    struct Arg { int off = 0; bool is_const = false; };
+    struct SInstr { int op = 0, out = 0, nz = 0; Arg a, b, c; double p0 = 0, p1 = 0; };
+    bool scalar = false;
+    std::vector<SInstr> scode;
 };
+
+bool scalar_op(int op) {
+    return op == IN_V || op == IN_Z || op == GATHER || (op >= ADD && op <= MINIMUM) ||
+           (op >= NEG && op <= SCALE && op != LINEAR) || (op >= SIN && op <= RECIP) || (op >= LT && op <= WHERE);
+}
+
+void build_scalar(Tape& t) {
+    std::vector<Tape::SInstr> code;
+    auto arg = [&](int s, int k) { return Tape::Arg{t.offset[s] + k, (bool)t.is_const[s]}; };
+    for (const Instr& ins : t.code) {
+        if (!scalar_op(ins.op) || (ins.op != IN_Z && t.size[ins.out] != 1)) return;
+        Tape::SInstr si;
+        si.op = ins.op;
+        si.out = t.offset[ins.out];
+        if (ins.op == IN_Z) si.nz = t.size[ins.out];
+        if (ins.op == GATHER) {
+            si.a = arg(ins.in[0], ins.ip[0]);
+        } else {
+            for (size_t j = 0; j < ins.in.size(); ++j) {
+                if (t.size[ins.in[j]] != 1) return;
+                (j == 0 ? si.a : j == 1 ? si.b : si.c) = arg(ins.in[j], 0);
+            }
+        }
+        if (ins.dp.size() > 0) si.p0 = ins.dp[0];
+        if (ins.dp.size() > 1) si.p1 = ins.dp[1];
+        code.push_back(si);
+    }
+    t.scode = std::move(code);
+    t.scalar = true;
+}
 
 Tape parse_tape(const std::string& text) {
     Tape t;
@@ -169,6 +207,7 @@ Tape parse_tape(const std::string& text) {
     for (int s : t.outputs)
         if (s < 0 || s >= nslots) throw std::runtime_error("output slot out of range");
     t.zeros.assign(t.max_size, 0.0);
+    build_scalar(t);
     return t;
 }
 
@@ -230,9 +269,118 @@ void linear_row(const double* Wt, const double* b, int Kin, int M, const double*
 
 inline double sigm(double x) { return x >= 0 ? 1.0 / (1.0 + std::exp(-x)) : std::exp(x) / (1.0 + std::exp(x)); }
 
+// y = op(x) and d = dy/dx for the elementwise unary ops (dp: the op's parameters).
+inline void unary(int op, const double* dp, double x, double& yk, double& d) {
+    switch (op) {
+        case NEG: yk = -x; d = -1.0; break;
+        case EXP: yk = std::exp(x); d = yk; break;
+        case LOG: yk = std::log(x); d = 1.0 / x; break;
+        case TANH: yk = std::tanh(x); d = 1.0 - yk * yk; break;
+        case SIGMOID: yk = sigm(x); d = yk * (1.0 - yk); break;
+        case RELU: yk = x > 0 ? x : 0.0; d = x > 0 ? 1.0 : 0.0; break;
+        case SOFTPLUS: {
+            const double beta = dp[0], thr = dp[1];
+            if (x * beta > thr) { yk = x; d = 1.0; }
+            else { yk = std::log1p(std::exp(beta * x)) / beta; d = sigm(beta * x); }
+            break;
+        }
+        case SQRT: yk = std::sqrt(x); d = 0.5 / yk; break;
+        case POWC: {
+            const double p = dp[0];
+            if (p == 2.0) { yk = x * x; d = 2.0 * x; }
+            else if (p == 3.0) { yk = x * x * x; d = 3.0 * x * x; }
+            else if (p == 4.0) { const double x2 = x * x; yk = x2 * x2; d = 4.0 * x2 * x; }
+            else if (p == 1.0) { yk = x; d = 1.0; }
+            else { yk = std::pow(x, p); d = p * std::pow(x, p - 1.0); }
+            break;
+        }
+        case CLAMP: {
+            const double lo = dp[0], hi = dp[1];
+            yk = x < lo ? lo : (x > hi ? hi : x);
+            d = (x < lo || x > hi) ? 0.0 : 1.0;
+            break;
+        }
+        case ABS: yk = std::fabs(x); d = x >= 0 ? 1.0 : -1.0; break;
+        case SCALE: yk = dp[0] * x + dp[1]; d = dp[0]; break;
+        case SIN: yk = std::sin(x); d = std::cos(x); break;
+        case COS: yk = std::cos(x); d = -std::sin(x); break;
+        case EXPM1: yk = std::expm1(x); d = yk + 1.0; break;
+        case LOG1P: yk = std::log1p(x); d = 1.0 / (1.0 + x); break;
+        default: yk = 1.0 / x; d = -yk * yk; break;  // RECIP
+    }
+}
+
+// y = op(a, b) and its tangent dy for the elementwise binary ops.
+inline void binary(int op, double a, double b, double da, double db, double& yk, double& dk) {
+    dk = 0.0;
+    switch (op) {
+        case ADD: yk = a + b; dk = da + db; break;
+        case SUB: yk = a - b; dk = da - db; break;
+        case MUL: yk = a * b; dk = da * b + a * db; break;
+        case DIV: yk = a / b; dk = (da - yk * db) / b; break;
+        case POW:
+            yk = std::pow(a, b);
+            dk = (da != 0.0 ? b * std::pow(a, b - 1.0) * da : 0.0) + (db != 0.0 ? yk * std::log(a) * db : 0.0);
+            break;
+        case MAXIMUM: yk = a >= b ? a : b; dk = a >= b ? da : db; break;
+        default: yk = a <= b ? a : b; dk = a <= b ? da : db; break;  // MINIMUM
+    }
+}
+
+inline bool compare(int op, double a, double b) {
+    switch (op) {
+        case LT: return a < b;
+        case GT: return a > b;
+        case LE: return a <= b;
+        case GE: return a >= b;
+        case EQ: return a == b;
+        default: return a != b;  // NE
+    }
+}
+
+// The scalar program (Tape::scode): values at buf[off], tangents at buf[total + off].
+void run_scalar(const Tape& t, double v, const double* z, double* val) {
+    double* dot = val + t.total;
+    const double* cp = t.const_pool.data();
+    auto V = [&](const Tape::Arg& a) { return a.is_const ? cp[a.off] : val[a.off]; };
+    auto D = [&](const Tape::Arg& a) { return a.is_const ? 0.0 : dot[a.off]; };
+#ifdef NH_VEC4
+    _mm256_zeroupper();  // libm's scalar functions are SSE code: avoid AVX-SSE transition stalls
+#endif
+    for (const Tape::SInstr& s : t.scode) {
+        double& y = val[s.out];
+        double& dy = dot[s.out];
+        switch (s.op) {
+            case IN_V: y = v; dy = 1.0; break;
+            case IN_Z:
+                for (int k = 0; k < s.nz; ++k) { val[s.out + k] = z[k]; dot[s.out + k] = 0.0; }
+                break;
+            case GATHER: y = V(s.a); dy = D(s.a); break;
+            case ADD: case SUB: case MUL: case DIV: case POW: case MAXIMUM: case MINIMUM:
+                binary(s.op, V(s.a), V(s.b), D(s.a), D(s.b), y, dy);
+                break;
+            case LT: case GT: case LE: case GE: case EQ: case NE:
+                y = compare(s.op, V(s.a), V(s.b)) ? 1.0 : 0.0;
+                dy = 0.0;
+                break;
+            case WHERE:
+                if (V(s.a) != 0.0) { y = V(s.b); dy = D(s.b); } else { y = V(s.c); dy = D(s.c); }
+                break;
+            default: {
+                const double p[2] = {s.p0, s.p1};
+                double d;
+                unary(s.op, p, V(s.a), y, d);
+                const double da = D(s.a);
+                dy = da != 0.0 ? d * da : 0.0;  // as the general loop, which skips v-independent slots
+            }
+        }
+    }
+}
+
 // Runs the tape for one voltage. Buffers are per thread.
 void run_tape(const Tape& t, double v, const double* z, bool with_dot, std::vector<double>& buf) {
     if ((int)buf.size() < 2 * t.total) buf.resize(2 * t.total);
+    if (t.scalar) return run_scalar(t, v, z, buf.data());
     TapeRun r{t, buf.data(), buf.data() + t.total, with_dot};
     for (const Instr& ins : t.code) {
         const int n = t.size[ins.out];
@@ -273,20 +421,8 @@ void run_tape(const Tape& t, double v, const double* z, bool with_dot, std::vect
                 const double* da = r.D(ins.in[0]);
                 const double* db = r.D(ins.in[1]);
                 for (int k = 0; k < n; ++k) {
-                    double yk, dk = 0.0;
-                    switch (ins.op) {
-                        case ADD: yk = a[k] + b[k]; dk = da[k] + db[k]; break;
-                        case SUB: yk = a[k] - b[k]; dk = da[k] - db[k]; break;
-                        case MUL: yk = a[k] * b[k]; dk = da[k] * b[k] + a[k] * db[k]; break;
-                        case DIV: yk = a[k] / b[k]; dk = (da[k] - yk * db[k]) / b[k]; break;
-                        case POW:
-                            yk = std::pow(a[k], b[k]);
-                            dk = (da[k] != 0.0 ? b[k] * std::pow(a[k], b[k] - 1.0) * da[k] : 0.0) +
-                                 (db[k] != 0.0 ? yk * std::log(a[k]) * db[k] : 0.0);
-                            break;
-                        case MAXIMUM: yk = a[k] >= b[k] ? a[k] : b[k]; dk = a[k] >= b[k] ? da[k] : db[k]; break;
-                        default: yk = a[k] <= b[k] ? a[k] : b[k]; dk = a[k] <= b[k] ? da[k] : db[k]; break;
-                    }
+                    double yk, dk;
+                    binary(ins.op, a[k], b[k], da[k], db[k], yk, dk);
                     y[k] = yk;
                     if (nd) dy[k] = dk;
                 }
@@ -323,45 +459,8 @@ void run_tape(const Tape& t, double v, const double* z, bool with_dot, std::vect
                 _mm256_zeroupper();  // libm's scalar functions are SSE code: avoid AVX-SSE transition stalls
 #endif
                 for (int k = 0; k < n; ++k) {
-                    const double x = a[k];
                     double yk, d;  // d = dy/dx
-                    switch (ins.op) {
-                        case NEG: yk = -x; d = -1.0; break;
-                        case EXP: yk = std::exp(x); d = yk; break;
-                        case LOG: yk = std::log(x); d = 1.0 / x; break;
-                        case TANH: yk = std::tanh(x); d = 1.0 - yk * yk; break;
-                        case SIGMOID: yk = sigm(x); d = yk * (1.0 - yk); break;
-                        case RELU: yk = x > 0 ? x : 0.0; d = x > 0 ? 1.0 : 0.0; break;
-                        case SOFTPLUS: {
-                            const double beta = ins.dp[0], thr = ins.dp[1];
-                            if (x * beta > thr) { yk = x; d = 1.0; }
-                            else { yk = std::log1p(std::exp(beta * x)) / beta; d = sigm(beta * x); }
-                            break;
-                        }
-                        case SQRT: yk = std::sqrt(x); d = 0.5 / yk; break;
-                        case POWC: {
-                            const double p = ins.dp[0];
-                            if (p == 2.0) { yk = x * x; d = 2.0 * x; }
-                            else if (p == 3.0) { yk = x * x * x; d = 3.0 * x * x; }
-                            else if (p == 4.0) { const double x2 = x * x; yk = x2 * x2; d = 4.0 * x2 * x; }
-                            else if (p == 1.0) { yk = x; d = 1.0; }
-                            else { yk = std::pow(x, p); d = p * std::pow(x, p - 1.0); }
-                            break;
-                        }
-                        case CLAMP: {
-                            const double lo = ins.dp[0], hi = ins.dp[1];
-                            yk = x < lo ? lo : (x > hi ? hi : x);
-                            d = (x < lo || x > hi) ? 0.0 : 1.0;
-                            break;
-                        }
-                        case ABS: yk = std::fabs(x); d = x >= 0 ? 1.0 : -1.0; break;
-                        case SCALE: yk = ins.dp[0] * x + ins.dp[1]; d = ins.dp[0]; break;
-                        case SIN: yk = std::sin(x); d = std::cos(x); break;
-                        case COS: yk = std::cos(x); d = -std::sin(x); break;
-                        case EXPM1: yk = std::expm1(x); d = yk + 1.0; break;
-                        case LOG1P: yk = std::log1p(x); d = 1.0 / (1.0 + x); break;
-                        default: yk = 1.0 / x; d = -yk * yk; break;  // RECIP
-                    }
+                    unary(ins.op, ins.dp.data(), a[k], yk, d);
                     y[k] = yk;
                     if (nd) dy[k] = d * da[k];
                 }
@@ -371,16 +470,7 @@ void run_tape(const Tape& t, double v, const double* z, bool with_dot, std::vect
                 const double* a = r.V(ins.in[0]);
                 const double* b = r.V(ins.in[1]);
                 for (int k = 0; k < n; ++k) {
-                    bool c;
-                    switch (ins.op) {
-                        case LT: c = a[k] < b[k]; break;
-                        case GT: c = a[k] > b[k]; break;
-                        case LE: c = a[k] <= b[k]; break;
-                        case GE: c = a[k] >= b[k]; break;
-                        case EQ: c = a[k] == b[k]; break;
-                        default: c = a[k] != b[k]; break;
-                    }
-                    y[k] = c ? 1.0 : 0.0;
+                    y[k] = compare(ins.op, a[k], b[k]) ? 1.0 : 0.0;
                     if (nd) dy[k] = 0.0;
                 }
                 break;
