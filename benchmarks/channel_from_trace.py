@@ -37,7 +37,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="reduced training steps (in-session smoke run)")
     ap.add_argument("--out", default="reports/channel_from_trace")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--restarts", type=int, default=1, help="initialisations per seed (best on the training trace)")
+    ap.add_argument("--restarts", type=int, default=4, help="initialisations per seed (best on the training trace)")
     ap.add_argument("--fixed-conductance", action="store_true",
                     help="do not learn a conductance scale / reversal shift of the learned channel")
     args = ap.parse_args(argv)

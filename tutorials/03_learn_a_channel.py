@@ -61,7 +61,7 @@ def main(argv=None):
         rec_file = write_nwb(out / "sweeps.nwb", sweeps)
     except ImportError:
         rec_file = write_csv(out / "sweeps.csv", sweeps)
-    tcfg = TraceFitConfig() if args.full else TraceFitConfig(prior_steps=150, cm_steps=150, cm_lbfgs_steps=200,
+    tcfg = TraceFitConfig() if args.full else TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=200,
                                                              window_ms=(3.0,), tf_steps=8)
     rep = fit_recording(rec_file, out / "rec", FitChannelConfig(gate=GateFitConfig(steps=steps[0], lbfgs_steps=steps[1]),
                                                                  suffix="k_from_recording"),

@@ -28,7 +28,7 @@ def _n_gate_errors(nets, vg):
 def test_recovers_hh_n_gate_from_clean_trace():
     dt = 0.025
     stim, p, v = _hh_training_trace(dt)
-    cfg = TraceFitConfig(cm_steps=150, cm_lbfgs_steps=200, window_ms=(3.0,), tf_steps=8, max_windows=40,
+    cfg = TraceFitConfig(restarts=1, cm_steps=150, cm_lbfgs_steps=200, window_ms=(3.0,), tf_steps=8, max_windows=40,
                          learn_conductance=False)
     nets = train_members(HH, "k", stim, v, dt, p, cfg)
     assert float(nets.train_rmse[0]) < 2.0
@@ -57,7 +57,7 @@ def test_recovers_hh_n_gate_from_noisy_trace():
     assert abs(float(estimate_noise_sd(v_obs)[0]) / sd - 1) < 0.1
     vs = _smooth_auto(v_obs, dt, None)[0]
     assert float(((vs - v) ** 2).mean().sqrt()) < 0.5 * sd
-    cfg = TraceFitConfig(prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False)
+    cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False)
     nets = train_members(HH, "k", stim, v_obs, dt, p, cfg)
     vg = np.linspace(-70, 30, 21)
     err_inf, err_tau = _n_gate_errors(nets, vg)
