@@ -56,6 +56,20 @@ def steady_state_initialize(v_init_mV: float, settle_ms: float = 1000.0, settle_
     h.frecord_init()
 
 
+def resting_potential_mV(cell, dt_ms: float = 0.025, window_ms: float = 200.0) -> float:
+    """The soma's resting potential (mV): the median over `window_ms` after
+    :func:`steady_state_initialize`, without stimulus (a spontaneously firing cell gives its median)."""
+    from neuron import h
+
+    h.load_file("stdrun.hoc")
+    cell.apply_globals()
+    v = h.Vector().record(cell.soma(0.5)._ref_v)
+    v_init = cell.v_init_mV if cell.v_init_mV is not None else -65.0
+    steady_state_initialize(v_init, dt_ms=dt_ms)
+    advance_to(window_ms, dt_ms)
+    return float(np.median(np.array(v)))
+
+
 @dataclass
 class Trace:
     """One recorded trace; arrays share the time base ``t_ms``."""
@@ -147,7 +161,7 @@ def simulate_trace(cell, protocol, dt_ms: float = 0.025, dend_sites=(), settle_m
     probe = SomaProbe(cell, dend_sites)
     handle = protocol.attach(cell, dt_ms=dt_ms)
     i_vec = None
-    iclamp = getattr(handle, "iclamp", None)
+    iclamp = getattr(handle, "iclamp", None) or getattr(handle, "seclamp", None)  # current into the cell, nA
     if iclamp is None and hasattr(handle, "handles"):
         iclamp = next((getattr(x, "iclamp", None) for x in handle.handles if getattr(x, "iclamp", None) is not None), None)
     if iclamp is not None:

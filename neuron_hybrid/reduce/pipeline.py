@@ -22,6 +22,7 @@ import torch
 
 from neuron_hybrid import __version__
 from neuron_hybrid.bench.metrics import compare_traces
+from neuron_hybrid.datagen.run import resting_potential_mV
 from neuron_hybrid.models.axial import LatentAxialCurrent
 from neuron_hybrid.runtime import export, load_mechanisms
 from neuron_hybrid.train.closed_loop import ClosedLoopConfig, train_closed_loop
@@ -56,6 +57,8 @@ class ReduceConfig:
     eval_every: int = 25
     teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(epochs=400, lr=3e-3, lr_min=1e-4, spike_weight=1.0,
                                                                           pre_spike_weight=10.0, lbfgs_iters=200))
+    #: somatic voltage-clamp training steps, mV relative to rest (1 s each, then released)
+    vclamp_mV: tuple = ()
     closed_loop: bool = True
     closed_loop_config: ClosedLoopConfig = field(default_factory=ClosedLoopConfig)
     threads: int = 2
@@ -195,16 +198,23 @@ def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dir
             info["rheobase_nA"], info["scale_from"] = float(config.rheobase_nA), "given"
         else:
             info["rheobase_nA"], info["scale_from"] = stimulus_scale(full, dt_ms=config.dt_ms)
+        info["v_rest_mV"] = resting_potential_mV(full, dt_ms=config.dt_ms)
         log(f"{cell_name}: {full.n_segments} segments, stimulus scale {info['rheobase_nA']:.3f} nA "
-            f"({info['scale_from']}, {time.perf_counter() - t0:.0f} s)")
+            f"({info['scale_from']}), rest {info['v_rest_mV']:.2f} mV ({time.perf_counter() - t0:.0f} s)")
+        del full
+        info_file.write_text(json.dumps(info, indent=1, default=str))
+    if "v_rest_mV" not in info:  # a work directory from before voltage-clamp training data
+        full = cells_mod.build(cell, **(cell_params or {})) if isinstance(cell, str) else cell(**(cell_params or {}))
+        info["v_rest_mV"] = resting_potential_mV(full, dt_ms=config.dt_ms)
         del full
         info_file.write_text(json.dumps(info, indent=1, default=str))
     soma_desc, rheobase = info["soma"], float(info["rheobase_nA"])
-    scale = ProtocolScale(rheobase)
+    scale = ProtocolScale(rheobase, v_rest_mV=info["v_rest_mV"])
 
     # 2. data
     t0 = time.perf_counter()
-    sets = {"train": training_protocols(scale, config.protocol_size), "validation": validation_protocols(scale, config.protocol_size)}
+    sets = {"train": training_protocols(scale, config.protocol_size, config.vclamp_mV),
+            "validation": validation_protocols(scale, config.protocol_size)}
     data = {}
     for name, protos in sets.items():
         save_protocols(protos, work / f"{name}_protocols.json")
@@ -242,11 +252,13 @@ def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dir
 
         twin = SomaTwin(soma_desc, learned=model)
         grid = torch.arange(model.v_min, model.v_max + 0.05, 0.1, dtype=torch.float64)
-        batch = make_batch(train_seqs, grid)
+        # the twin is current-clamped: voltage-clamp traces have no current stimulus to replay
+        cc = [j for j, tr in enumerate(data["train"]) if tr.protocol.get("type") != "vstep"]
+        batch = make_batch([train_seqs[j] for j in cc], grid)
         T = batch.v.shape[1]
-        stim = torch.zeros(len(train_seqs), T, dtype=torch.float64)
-        for j, tr in enumerate(data["train"]):
-            stim[j, : len(tr.i_stim)] = torch.as_tensor(tr.i_stim)
+        stim = torch.zeros(len(cc), T, dtype=torch.float64)
+        for row, j in enumerate(cc):
+            stim[row, : len(data["train"][j].i_stim)] = torch.as_tensor(data["train"][j].i_stim)
         cl_hist = train_closed_loop(model, twin, batch, stim, config.closed_loop_config, evaluate=validator,
                                     checkpoint=work / "closed_loop.ckpt", progress=progress, log=log)
     t_train = time.perf_counter() - t0
@@ -262,6 +274,7 @@ def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dir
         "morphology_sha256": info["morphology_sha256"],
         "mod_dirs": [str(Path(d).resolve()) for d in mod_dirs],
         "rheobase_nA": rheobase,
+        "v_rest_mV": info["v_rest_mV"],
         "v_range_mV": [v_min, v_max],
         "n_latent": K,
         "config": asdict(config),

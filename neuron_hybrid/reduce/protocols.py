@@ -10,15 +10,22 @@ other noise seeds and time constants and another ramp slope, so nothing in it wa
 """
 from dataclasses import dataclass
 
-from neuron_hybrid.stimuli import OU, Ramp, Step
+from neuron_hybrid.stimuli import OU, Ramp, Step, VoltageStep
 
 
 @dataclass
 class ProtocolScale:
-    """rheobase_nA: the full cell's rheobase; delay_ms before every stimulus (rest is recorded)."""
+    """rheobase_nA: the full cell's rheobase; v_rest_mV: its resting potential (voltage-clamp levels
+    are relative to it); delay_ms before every stimulus (rest is recorded)."""
 
     rheobase_nA: float
     delay_ms: float = 100.0
+    v_rest_mV: float = None
+
+    def vstep(self, dv_mV: float, dur_ms: float = 1000.0, tail_ms: float = 400.0):
+        """Somatic voltage clamp at rest + dv_mV, released after dur_ms (the recovery is recorded)."""
+        return VoltageStep(v_step_mV=round(self.v_rest_mV + dv_mV, 3), delay_ms=self.delay_ms, dur_ms=dur_ms,
+                           tstop_ms=self.delay_ms + dur_ms + tail_ms)
 
     def step(self, k: float, dur_ms: float, tail_ms: float = 200.0):
         return Step(amp_nA=round(k * self.rheobase_nA, 6), delay_ms=self.delay_ms, dur_ms=dur_ms,
@@ -33,10 +40,14 @@ class ProtocolScale:
                     dur_ms=dur_ms, tstop_ms=self.delay_ms + dur_ms + 100.0)
 
 
-def training_protocols(scale: ProtocolScale, size: str = "standard"):
-    """Protocols the model is fitted to. size: "standard" or "small" (tests, tiny cells)."""
+def training_protocols(scale: ProtocolScale, size: str = "standard", vclamp_mV=()):
+    """Protocols the model is fitted to. size: "standard" or "small" (tests, tiny cells);
+    vclamp_mV: somatic voltage-clamp levels relative to rest (mV; needs scale.v_rest_mV)."""
+    if vclamp_mV and scale.v_rest_mV is None:
+        raise ValueError("voltage-clamp training protocols need the cell's resting potential (ProtocolScale.v_rest_mV)")
     if size == "small":
-        return [scale.step(-0.5, 150), scale.step(0.6, 150), scale.step(1.3, 150), scale.ou(0.7, 0.6, 5.0, seed=1, dur_ms=300)]
+        return [scale.step(-0.5, 150), scale.step(0.6, 150), scale.step(1.3, 150), scale.ou(0.7, 0.6, 5.0, seed=1, dur_ms=300),
+                *(scale.vstep(dv, 150.0, 100.0) for dv in sorted(set(vclamp_mV[:1] + vclamp_mV[-1:])))]
     return [
         # subthreshold and the approach to threshold: a hyperpolarising step, short steps around rheobase
         scale.step(-0.7, 500), scale.step(0.6, 400), scale.step(1.0, 400), scale.step(1.12, 400),
@@ -46,6 +57,8 @@ def training_protocols(scale: ProtocolScale, size: str = "standard"):
         # fluctuating input at three time constants (none of them the held-out 3 and 10 ms)
         scale.ou(0.8, 0.5, 5.0, seed=1), scale.ou(0.8, 0.5, 5.0, seed=2), scale.ou(0.6, 0.8, 20.0, seed=3),
         scale.ou(0.9, 0.4, 2.0, seed=4),
+        # the dendrites' steady-state load and its slow kinetics below and near threshold
+        *(scale.vstep(dv) for dv in vclamp_mV),
     ]
 
 
@@ -76,4 +89,6 @@ def protocol_kind(protocol) -> str:
         return "long_step" if d["dur_ms"] >= 1000 else "step"
     if d["type"] == "ou":
         return "noise"
+    if d["type"] == "vstep":
+        return "voltage_clamp"
     return d["type"]

@@ -13,11 +13,12 @@ from .handles import (CompositeHandle, IClampHandle, StimulusHandle, SynapticHan
                       fixed_step_current_nA, playback_vectors, resolve_segment)
 from .io import load_protocols, protocol_from_dict, protocols_from_json_obj, save_protocols
 from .synaptic import Synaptic
+from .voltage import VClampHandle, VoltageStep
 
 __all__ = [
     "SCHEMA_VERSION", "Protocol", "ProtocolError", "protocol_types", "register_protocol",
-    "CurrentProtocol", "Step", "Ramp", "OU", "Chirp", "Composite", "Synaptic",
-    "StimulusHandle", "IClampHandle", "SynapticHandle", "CompositeHandle",
+    "CurrentProtocol", "Step", "Ramp", "OU", "Chirp", "Composite", "Synaptic", "VoltageStep",
+    "StimulusHandle", "IClampHandle", "SynapticHandle", "CompositeHandle", "VClampHandle",
     "playback_vectors", "resolve_segment", "fixed_step_current_nA",
     "load_protocols", "save_protocols", "protocol_from_dict", "protocols_from_json_obj",
 ]

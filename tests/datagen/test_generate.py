@@ -267,3 +267,18 @@ def test_cli_cells_and_generate(tmp_path, capsys, serial_file):
     args = ap.parse_args(argv + ["--dt", "0.05"])
     assert args.func(args) == 2
     assert "dt_ms: file has 0.025, this run has 0.05" in capsys.readouterr().err
+
+
+def test_voltage_clamp_trace_closes_the_current_balance(tmp_path, mechanisms):
+    """A somatic voltage step: the recorded clamp current is the stimulus of the balance, and the soma
+    follows the command while clamped."""
+    from neuron_hybrid.stimuli import VoltageStep
+
+    out = tmp_path / "vc.h5"
+    p = VoltageStep(v_step_mV=-55.0, delay_ms=10.0, dur_ms=30.0, tstop_ms=60.0)
+    generate("ball_and_stick", [p], out, progress=False, settle_ms=200)
+    (tr,), _ = read_traces(out)
+    t = tr.t
+    assert np.abs(tr.v_soma[(t > 12) & (t < 39.9)] + 55.0).max() < 0.05
+    assert np.abs(tr.i_stim[t < 9.9]).max() < 1e-6 and np.abs(tr.i_stim[(t > 12) & (t < 39.9)]).max() > 0.01
+    assert _balance(tr) < 1e-6
