@@ -5,7 +5,9 @@ fire within `probe_ms`), so the same recipe suits a CA1 cell (r ~ 0.24 nA) and a
 The training set has short steps around rheobase (the approach to threshold), long steps (1.5 s:
 slow adaptation is identifiable) and a ramp, a hyperpolarising step and noisy (Ornstein-Uhlenbeck)
 currents at three time constants. On ca1_pospischil, replacing four of five long steps by short
-steps and adding OU currents raised held-out Gamma on noise from about 0.3 to 0.6-0.8. The test set uses other amplitudes, longer steps,
+steps and adding OU currents raised held-out Gamma on noise from about 0.3 to 0.6-0.8. Somatic voltage-clamp steps below and near threshold
+add the dendrites' steady-state load, which current clamp only samples in passing (ca1: Gamma on
+noise 0.76 -> 0.91, step spike-count error 30 -> 5). The test set uses other amplitudes, longer steps,
 other noise seeds and time constants and another ramp slope, so nothing in it was seen in training.
 """
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ class ProtocolScale:
     delay_ms: float = 100.0
     v_rest_mV: float = None
 
-    def vstep(self, dv_mV: float, dur_ms: float = 1000.0, tail_ms: float = 400.0):
+    def vstep(self, dv_mV: float, dur_ms: float = 600.0, tail_ms: float = 200.0):
         """Somatic voltage clamp at rest + dv_mV, released after dur_ms (the recovery is recorded)."""
         return VoltageStep(v_step_mV=round(self.v_rest_mV + dv_mV, 3), delay_ms=self.delay_ms, dur_ms=dur_ms,
                            tstop_ms=self.delay_ms + dur_ms + tail_ms)
