@@ -96,7 +96,11 @@ class LearnedCurrent:
         if on_out_of_range not in ("clamp", "raise"):
             raise ValueError(f"on_out_of_range must be 'clamp' or 'raise', got {on_out_of_range!r}")
         module, info = validate_file(path)
+        n_threads = torch.get_num_threads()
         handle = bridge().nhb_load(str(path).encode(), engine.encode(), int(on_out_of_range == "raise"))
+        # the bridge sets libtorch's process-wide intra-op threads to 1 for its per-segment calls; keep
+        # this process's setting (training in the same process would otherwise run on one core)
+        torch.set_num_threads(n_threads)
         if handle < 0:
             raise ContractError(_last_error())
         return cls(path, handle, module, engine)

@@ -86,6 +86,19 @@ def test_engine_errors_are_recorded(hh_files):
     assert auto.engine == "rates=table,current=compiled"
 
 
+def test_loading_keeps_the_process_torch_threads(hh_files):
+    """The bridge runs libtorch on one intra-op thread; Python's training must keep its own setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        nh.LearnedCurrent.load(hh_files["na"], engine="torchscript")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_python_evaluation_matches_module(hh_files):
     import torch
 
