@@ -72,9 +72,11 @@ class _Compiler:
             vals = t.example.detach().to(torch.float64).flatten().tolist()
             slot = self.new_slot(len(vals))
             self.code.append(("const", slot, [], [], vals))
-            self._const_slots[key] = slot
-            t._keepalive = t  # ids stay unique while cached
-        return self._const_slots[key]
+            # the dict holds t itself, so its id cannot be reused by another constant while cached (a
+            # self-reference, as before, is a cycle the garbage collector frees: a later constant then
+            # got this slot, and a tape computed tau with the wrong divisor)
+            self._const_slots[key] = (slot, t)
+        return self._const_slots[key][0]
 
     def gather(self, t: TVal, index: torch.Tensor, example: torch.Tensor) -> TVal:
         """Select/reorder elements: result.flat[j] = t.flat[index.flat[j]]."""

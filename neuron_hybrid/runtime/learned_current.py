@@ -128,7 +128,8 @@ class LearnedCurrent:
     def engine_errors(self) -> dict[str, float]:
         """Max error of the engine in use against TorchScript, measured at load (0 for torchscript).
 
-        z_inf: absolute; tau: relative; current, conductance: relative to the largest magnitude.
+        z_inf: absolute (table engine: relative to max(1, max |z_inf|)); tau: relative; current,
+        conductance: relative to the largest magnitude.
         """
         return {k: bridge().nhb_engine_error(self.handle, j) for j, k in enumerate(_ERROR_FIELDS)}
 

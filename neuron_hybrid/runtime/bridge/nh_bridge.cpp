@@ -798,12 +798,16 @@ void build_table(Model* m, double& err_zinf, double& err_tau) {
     const int saved = m->rates_engine;
     m->rates_engine = ENG_TABLE;
     err_zinf = err_tau = 0;
+    // z_inf errors relative to max(1, max |z_inf|): gates (0..1) stay absolute; latent voltages that span
+    // hundreds of mV (axial currents) are judged at their own scale
+    double zscale = 1.0;
+    for (size_t j = 0; j < (size_t)n * K; ++j) zscale = std::max(zscale, std::fabs(pz[j]));
     std::vector<double> z(NH_KMAX), t(NH_KMAX);
     for (size_t j = 0; j < mids.size(); ++j) {
         rates_one(m, -1, mids[j], z.data(), t.data(), false);
         for (int k = 0; k < K; ++k) {
             const double refz = rz.data_ptr<double>()[j * K + k], reft = rt.data_ptr<double>()[j * K + k];
-            err_zinf = std::max(err_zinf, std::fabs(z[k] - refz));
+            err_zinf = std::max(err_zinf, std::fabs(z[k] - refz) / zscale);
             err_tau = std::max(err_tau, std::fabs(t[k] - reft) / std::max(std::fabs(reft), 1e-300));
         }
     }
