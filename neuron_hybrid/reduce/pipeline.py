@@ -55,7 +55,7 @@ class ReduceConfig:
     workers: int = 2
     seed: int = 0
     eval_every: int = 25
-    teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(epochs=300, lr=3e-3, lr_min=1e-4, spike_weight=1.0,
+    teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(epochs=400, lr=3e-3, lr_min=1e-4, spike_weight=1.0,
                                                                           pre_spike_weight=10.0, lbfgs_iters=150))
     #: somatic voltage-clamp training steps, mV relative to rest (600 ms each, then released). ca1 (1 s
     #: steps at 9 levels, teacher forcing only): the untrained-for I-V near threshold was 20-80 pA off;
