@@ -186,12 +186,15 @@ def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dir
     load_mechanisms(extra_mod_dirs=list(mod_dirs), verbose=False)
     cell_name = cell if isinstance(cell, str) else getattr(cell, "__name__", "user_cell")
 
-    # 1. full cell: soma description and rheobase
+    def build_full():
+        return cells_mod.build(cell, **(cell_params or {})) if isinstance(cell, str) else cell(**(cell_params or {}))
+
+    # 1. full cell: soma description, rheobase and resting potential
     info_file = work / "cell_info.json"
     if info_file.exists():
         info = json.loads(info_file.read_text())
     else:
-        full = cells_mod.build(cell, **(cell_params or {})) if isinstance(cell, str) else cell(**(cell_params or {}))
+        full = build_full()
         full.apply_globals()
         info = {"soma": describe_soma(full), "n_segments": full.n_segments, "params": full.params,
                 "morphology_sha256": full.morphology_sha256}
@@ -206,7 +209,7 @@ def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dir
         del full
         info_file.write_text(json.dumps(info, indent=1, default=str))
     if "v_rest_mV" not in info:  # a work directory from before voltage-clamp training data
-        full = cells_mod.build(cell, **(cell_params or {})) if isinstance(cell, str) else cell(**(cell_params or {}))
+        full = build_full()
         info["v_rest_mV"] = resting_potential_mV(full, dt_ms=config.dt_ms)
         del full
         info_file.write_text(json.dumps(info, indent=1, default=str))

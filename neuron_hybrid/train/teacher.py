@@ -218,6 +218,11 @@ def sample_weights(batch: "TeacherBatch", config: TeacherConfig) -> torch.Tensor
     return w * batch.mask
 
 
+def _weighted_loss(model, batch, weight, n_total):
+    """Weighted mean squared error of the teacher-forced current (nA^2)."""
+    return (weight * (batch_current(model, batch) - batch.target) ** 2).sum() / n_total
+
+
 def _lbfgs_polish(model, batch, weight, n_total, config, history, best, best_score, checkpoint, resume, progress,
                   evaluate):
     """L-BFGS after Adam (see TeacherConfig); returns the updated (best loss, best score) pairs."""
@@ -236,7 +241,7 @@ def _lbfgs_polish(model, batch, weight, n_total, config, history, best, best_sco
 
     def closure():
         opt.zero_grad()
-        loss = (weight * (batch_current(model, batch) - batch.target) ** 2).sum() / n_total
+        loss = _weighted_loss(model, batch, weight, n_total)
         loss.backward()
         return loss
 
@@ -247,7 +252,7 @@ def _lbfgs_polish(model, batch, weight, n_total, config, history, best, best_sco
         opt.step(closure)
         done += n
         with torch.no_grad():
-            val = float((weight * (batch_current(model, batch) - batch.target) ** 2).sum() / n_total)
+            val = float(_weighted_loss(model, batch, weight, n_total))
         if not math.isfinite(val):  # a failed line search: keep the best so far
             model.load_state_dict(best[1])
             break
@@ -324,7 +329,7 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
         bar = tqdm(bar, desc="teacher forcing", initial=start, total=config.epochs, leave=False)
     for epoch in bar:
         opt.zero_grad()
-        loss = (weight * (batch_current(model, batch) - batch.target) ** 2).sum() / n_total
+        loss = _weighted_loss(model, batch, weight, n_total)
         loss.backward()
         val = float(loss.detach())
         history["loss"].append(val)
