@@ -161,11 +161,9 @@ def simulate_trace(cell, protocol, dt_ms: float = 0.025, dend_sites=(), settle_m
     probe = SomaProbe(cell, dend_sites)
     handle = protocol.attach(cell, dt_ms=dt_ms)
     i_vec = None
-    iclamp = getattr(handle, "iclamp", None) or getattr(handle, "seclamp", None)  # current into the cell, nA
-    if iclamp is None and hasattr(handle, "handles"):
-        iclamp = next((getattr(x, "iclamp", None) for x in handle.handles if getattr(x, "iclamp", None) is not None), None)
-    if iclamp is not None:
-        i_vec = h.Vector().record(iclamp._ref_i)
+    electrode = getattr(handle, "electrode", None)  # IClamp or SEClamp (None: synaptic); nA into the cell
+    if electrode is not None:
+        i_vec = h.Vector().record(electrode._ref_i)
     v_init = cell.v_init_mV if cell.v_init_mV is not None else -65.0
     steady_state_initialize(v_init, settle_ms=settle_ms, dt_ms=dt_ms)
     advance_to(protocol.tstop_ms, dt_ms)

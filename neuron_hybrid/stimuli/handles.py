@@ -158,8 +158,29 @@ class StimulusHandle:
             raise RuntimeError("attach(..., record=True) to record the injected current")
         return np.array(self.t_vec)
 
-    def current_nA(self) -> np.ndarray:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @property
+    def electrode(self):
+        """The point process whose ``i`` is the current injected into the cell (nA, positive
+        depolarising), or None (synaptic stimuli)."""
+        return None
+
+    def current_nA(self) -> np.ndarray:
+        """Injected current (nA, positive depolarising) recorded every ``dt_ms`` from the electrode.
+        For an IClamp with the fixed step it equals ``waveform(t - dt/2)`` (see
+        :func:`fixed_step_current_nA`)."""
+        if self.i_vec is None:
+            raise RuntimeError("attach(..., record=True) to record the injected current")
+        return np.array(self.i_vec)
+
+
+def record_electrode(hd: StimulusHandle, dt_ms: float) -> None:
+    """Record ``t`` and the electrode current of ``hd`` every ``dt_ms`` (see :meth:`StimulusHandle.current_nA`)."""
+    h = _h()
+    rt, ri = h.Vector(), h.Vector()
+    rt.record(h._ref_t, dt_ms)
+    ri.record(hd.electrode._ref_i, dt_ms)
+    hd.t_vec, hd.i_vec = rt, ri
+    hd.objects += [rt, ri]
 
 
 @dataclass
@@ -171,12 +192,9 @@ class IClampHandle(StimulusHandle):
     play_t: Any = None
     play_i: Any = None
 
-    def current_nA(self) -> np.ndarray:
-        """Injected current (nA, positive depolarising) recorded every ``dt_ms``. With the fixed
-        step it equals ``waveform(t - dt/2)`` (see :func:`fixed_step_current_nA`)."""
-        if self.i_vec is None:
-            raise RuntimeError("attach(..., record=True) to record the injected current")
-        return np.array(self.i_vec)
+    @property
+    def electrode(self):
+        return self.iclamp
 
 
 def attach_iclamp(protocol, cell_or_section, dt_ms: float = 0.025, record: bool = False,
@@ -197,12 +215,7 @@ def attach_iclamp(protocol, cell_or_section, dt_ms: float = 0.025, record: bool 
     hd = IClampHandle(protocol=protocol, objects=[ic, tv, iv], iclamp=ic, segment=seg,
                       play_t=tv, play_i=iv)
     if record:
-        rt = h.Vector()
-        ri = h.Vector()
-        rt.record(h._ref_t, dt_ms)
-        ri.record(ic._ref_i, dt_ms)
-        hd.t_vec, hd.i_vec = rt, ri
-        hd.objects += [rt, ri]
+        record_electrode(hd, dt_ms)
     return hd
 
 
@@ -255,6 +268,10 @@ class CompositeHandle(StimulusHandle):
     def iclamp(self):
         """The IClamp of the current parts (None if the composite has only synaptic parts)."""
         return next((c.iclamp for c in self.children if isinstance(c, IClampHandle)), None)
+
+    @property
+    def electrode(self):
+        return self.iclamp
 
     @property
     def recording(self) -> bool:

@@ -11,10 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from .base import Protocol, ProtocolError, _check_number, _check_window, register_protocol
-from .handles import StimulusHandle, _h, resolve_segment
+from .handles import StimulusHandle, _h, record_electrode, resolve_segment
 
 #: series resistance (MOhm) of the open clamp: (v_step - v) / 1e9 MOhm is ~1e-7 nA
 OPEN_RS_MOHM = 1e9
@@ -61,11 +59,7 @@ class VoltageStep(Protocol):
         rv.play(clamp._ref_rs, tv, False)  # piecewise constant: open until delay, clamped, open again
         hd = VClampHandle(protocol=self, objects=[clamp, tv, rv], seclamp=clamp, segment=seg)
         if record:
-            rt, ri = h.Vector(), h.Vector()
-            rt.record(h._ref_t, dt_ms)
-            ri.record(clamp._ref_i, dt_ms)
-            hd.t_vec, hd.i_vec = rt, ri
-            hd.objects += [rt, ri]
+            record_electrode(hd, dt_ms)
         return hd
 
 
@@ -76,7 +70,6 @@ class VClampHandle(StimulusHandle):
     seclamp: Any = None
     segment: Any = None
 
-    def current_nA(self) -> np.ndarray:
-        if self.i_vec is None:
-            raise RuntimeError("attach(..., record=True) to record the clamp current")
-        return np.array(self.i_vec)
+    @property
+    def electrode(self):
+        return self.seclamp

@@ -218,6 +218,13 @@ def sample_weights(batch: "TeacherBatch", config: TeacherConfig) -> torch.Tensor
     return w * batch.mask
 
 
+def _save_checkpoint(path, state: dict) -> None:
+    """Write `state` to `path` atomically (a crash leaves the previous checkpoint intact)."""
+    tmp = Path(str(path) + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 def _weighted_loss(model, batch, weight, n_total):
     """Weighted mean squared error of the teacher-forced current (nA^2)."""
     return (weight * (batch_current(model, batch) - batch.target) ** 2).sum() / n_total
@@ -268,10 +275,9 @@ def _lbfgs_polish(model, batch, weight, n_total, config, history, best, best_sco
             bar.update(n)
             bar.set_postfix(rmse_nA=f"{math.sqrt(val):.4f}")
         if checkpoint is not None:
-            tmp = Path(str(checkpoint) + ".tmp")
-            torch.save({"model": model.state_dict(), "history": history, "epoch": config.epochs, "best": best,
-                        "best_score": best_score, "lbfgs": {"done": done, "opt": opt.state_dict()}}, tmp)
-            os.replace(tmp, checkpoint)
+            _save_checkpoint(checkpoint, {"model": model.state_dict(), "history": history, "epoch": config.epochs,
+                                          "best": best, "best_score": best_score,
+                                          "lbfgs": {"done": done, "opt": opt.state_dict()}})
     if bar is not None:
         bar.close()
     return best, best_score
@@ -346,10 +352,9 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
         if progress:
             bar.set_postfix(rmse_nA=f"{math.sqrt(val):.4f}")
         if checkpoint is not None and (epoch + 1) % config.checkpoint_every == 0:
-            tmp = Path(str(checkpoint) + ".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "history": history, "epoch": epoch + 1, "best": best, "best_score": best_score}, tmp)
-            os.replace(tmp, checkpoint)
+            _save_checkpoint(checkpoint, {"model": model.state_dict(), "opt": opt.state_dict(),
+                                          "sched": sched.state_dict(), "history": history, "epoch": epoch + 1,
+                                          "best": best, "best_score": best_score})
     if progress:
         bar.close()
     best, best_score = _lbfgs_polish(model, batch, weight, n_total, config, history, best, best_score, checkpoint,
