@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .memory import retained_heap
 from .teacher import TeacherBatch, batch_current, teacher_latents
 
 
@@ -72,6 +73,7 @@ class WindowSampler:
         return np.array(rows), np.array(starts)
 
 
+@retained_heap()
 def train_closed_loop(model, twin, batch: TeacherBatch, i_stim: torch.Tensor, config: ClosedLoopConfig = ClosedLoopConfig(),
                       evaluate=None, checkpoint: Path = None, progress: bool = True, log=None) -> dict:
     """Fine-tune `model` (the twin's learned current) on voltage windows.

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .memory import retained_heap
 from .scan import CHUNK, linear_recurrence
 
 
@@ -292,6 +293,7 @@ def current_rmse(model, seqs, grid_step_mV: float = 0.1) -> float:
     return math.sqrt(float((err ** 2).sum()) / batch.n_samples)
 
 
+@retained_heap()
 def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), checkpoint: Path = None,
                          progress: bool = True, log=None, evaluate=None, eval_every: int = 0) -> dict:
     """Full-batch Adam on the MSE of the teacher-forced axial current (nA^2).
