@@ -186,3 +186,14 @@ def test_compiled_engine_unavailable_is_explained(mechanisms, tmp_path):
     assert lc.engine.endswith("current=torchscript")
     i, g = lc.current(np.array([-50.0]), np.array([[0.5]]))
     np.testing.assert_allclose(i, 1e-3 * 0.5 * 20.0)
+
+
+def test_model_with_more_latents_than_the_mechanism_holds(h, hh_files):
+    """hoc users choose the mechanism themselves: a 2-latent model in the 1-latent family is an error."""
+    na = nh.LearnedCurrent.load(hh_files["na"])
+    soma = hh_soma(h, "too_small")
+    soma.insert("nhlc0_k1")
+    soma(0.5).nhlc0_k1.model_id = na.handle
+    with pytest.raises(RuntimeError):
+        h.finitialize(-65.0)
+    assert "has 2 latents but the mechanism holds 1" in nh.runtime.learned_current._last_error()

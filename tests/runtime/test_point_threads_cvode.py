@@ -75,22 +75,25 @@ def test_two_threads_with_torchscript_engine(h, hh_files):
 
 
 def test_different_models_in_different_sections(h, hh_files):
-    """One slot runs different models in different sections (the model is chosen per segment)."""
+    """Different models in different sections; one slot runs different models (chosen per segment)."""
     k = nh.LearnedCurrent.load(hh_files["k"])
     na = nh.LearnedCurrent.load(hh_files["na"])
-    a, b = hh_soma(h, "a"), hh_soma(h, "b")
-    a.gkbar_hh = 0.0
+    k_again = nh.LearnedCurrent.load(hh_files["k"])  # a second handle: another model for the slot
+    assert k_again.handle != k.handle
+    a, b, c = hh_soma(h, "a"), hh_soma(h, "b"), hh_soma(h, "c")
+    a.gkbar_hh = c.gkbar_hh = 0.0
     b.gnabar_hh = 0.0
-    assert k.insert(a) == na.insert(b) == "nhlc0_k2"  # the compact family for <= 2 latents
+    assert k.insert(a) == k_again.insert(c) == "nhlc0_k1"  # the compact families for 1 and 2 latents
+    assert na.insert(b) == "nhlc0_k2"
     ref = hh_soma(h, "ref")
     stims = []
-    for sec in (a, b, ref):
+    for sec in (a, b, c, ref):
         s = h.IClamp(sec(0.5))
         s.delay, s.dur, s.amp = 5.0, 40.0, 0.12
         stims.append(s)
-    rec = [h.Vector().record(sec(0.5)._ref_v) for sec in (a, b, ref)]
+    rec = [h.Vector().record(sec(0.5)._ref_v) for sec in (a, b, c, ref)]
     h.finitialize(-65.0)
     h.continuerun(50.0)
-    va, vb, vr = (np.array(r) for r in rec)
+    va, vb, vc, vr = (np.array(r) for r in rec)
     assert n_spikes(vr) >= 3
-    assert np.abs(va - vr).max() < 0.1 and np.abs(vb - vr).max() < 0.1
+    assert max(np.abs(x - vr).max() for x in (va, vb, vc)) < 0.1

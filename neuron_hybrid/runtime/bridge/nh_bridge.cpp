@@ -84,10 +84,11 @@ struct Tape {
     // hh's), the tape runs from this flat form, with values and tangents always computed; the general
     // loop's per-slot bookkeeping cost several times the arithmetic (valgrind: 490 of 630
     // instructions per call for hh's K current).
-    struct Arg { int off = 0; bool is_const = false; };
+    struct Arg { int off = 0; int is_const = 0; };  // is_const indexes {values, constants}
     struct SInstr { int op = 0, out = 0, nz = 0; Arg a, b, c; double p0 = 0, p1 = 0; };
     bool scalar = false;
     std::vector<SInstr> scode;
+    std::vector<double> const_zeros;  // tangents of the constants (as many zeros as const_pool)
 };
 
 bool scalar_op(int op) {
@@ -97,7 +98,7 @@ bool scalar_op(int op) {
 
 void build_scalar(Tape& t) {
     std::vector<Tape::SInstr> code;
-    auto arg = [&](int s, int k) { return Tape::Arg{t.offset[s] + k, (bool)t.is_const[s]}; };
+    auto arg = [&](int s, int k) { return Tape::Arg{t.offset[s] + k, t.is_const[s] ? 1 : 0}; };
     for (const Instr& ins : t.code) {
         if (!scalar_op(ins.op) || (ins.op != IN_Z && t.size[ins.out] != 1)) return;
         Tape::SInstr si;
@@ -117,6 +118,7 @@ void build_scalar(Tape& t) {
         code.push_back(si);
     }
     t.scode = std::move(code);
+    t.const_zeros.assign(std::max<size_t>(t.const_pool.size(), 1), 0.0);
     t.scalar = true;
 }
 
@@ -270,7 +272,7 @@ void linear_row(const double* Wt, const double* b, int Kin, int M, const double*
 inline double sigm(double x) { return x >= 0 ? 1.0 / (1.0 + std::exp(-x)) : std::exp(x) / (1.0 + std::exp(x)); }
 
 // y = op(x) and d = dy/dx for the elementwise unary ops (dp: the op's parameters).
-inline void unary(int op, const double* dp, double x, double& yk, double& d) {
+__attribute__((always_inline)) inline void unary(int op, const double* dp, double x, double& yk, double& d) {
     switch (op) {
         case NEG: yk = -x; d = -1.0; break;
         case EXP: yk = std::exp(x); d = yk; break;
@@ -311,7 +313,8 @@ inline void unary(int op, const double* dp, double x, double& yk, double& d) {
 }
 
 // y = op(a, b) and its tangent dy for the elementwise binary ops.
-inline void binary(int op, double a, double b, double da, double db, double& yk, double& dk) {
+__attribute__((always_inline)) inline void binary(int op, double a, double b, double da, double db, double& yk,
+                                                  double& dk) {
     dk = 0.0;
     switch (op) {
         case ADD: yk = a + b; dk = da + db; break;
@@ -341,9 +344,11 @@ inline bool compare(int op, double a, double b) {
 // The scalar program (Tape::scode): values at buf[off], tangents at buf[total + off].
 void run_scalar(const Tape& t, double v, const double* z, double* val) {
     double* dot = val + t.total;
-    const double* cp = t.const_pool.data();
-    auto V = [&](const Tape::Arg& a) { return a.is_const ? cp[a.off] : val[a.off]; };
-    auto D = [&](const Tape::Arg& a) { return a.is_const ? 0.0 : dot[a.off]; };
+    // operands are looked up without branches: base[is_const][off]
+    const double* const vbase[2] = {val, t.const_pool.data()};
+    const double* const dbase[2] = {dot, t.const_zeros.data()};
+    auto V = [&](const Tape::Arg& a) { return vbase[a.is_const][a.off]; };
+    auto D = [&](const Tape::Arg& a) { return dbase[a.is_const][a.off]; };
 #ifdef NH_VEC4
     _mm256_zeroupper();  // libm's scalar functions are SSE code: avoid AVX-SSE transition stalls
 #endif
@@ -667,9 +672,15 @@ void torch_current(Model* m, const torch::Tensor& v, const torch::Tensor& z, tor
     }
 }
 
-double clamp_v(Model* m, int instance, double v, bool& clamped) {
+double clamp_v_slow(Model* m, int instance, double v, bool& clamped);
+
+inline double clamp_v(Model* m, int instance, double v, bool& clamped) {
     clamped = false;
-    if (v >= m->vmin && v <= m->vmax) return v;
+    if (v >= m->vmin && v <= m->vmax) return v;  // the common case, inlined
+    return clamp_v_slow(m, instance, v, clamped);
+}
+
+double clamp_v_slow(Model* m, int instance, double v, bool& clamped) {
     if (std::isnan(v)) return v;
     clamped = true;
     m->out_of_range.fetch_add(1);
@@ -682,6 +693,8 @@ double clamp_v(Model* m, int instance, double v, bool& clamped) {
     }
     return v < m->vmin ? m->vmin : m->vmax;
 }
+
+constexpr int kSmallTape = 128;  // slots of a tape run from a stack buffer
 
 int rates_one(Model* m, int instance, double v, double* zinf, double* tau, bool check) {
     const int K = m->K;
@@ -701,11 +714,18 @@ int rates_one(Model* m, int instance, double v, double* zinf, double* tau, bool 
             break;
         }
         case ENG_COMPILED: {
-            thread_local std::vector<double> buf;
-            run_tape(m->rates_tape, v, nullptr, false, buf);
             const Tape& t = m->rates_tape;
-            const double* zi = t.is_const[t.outputs[0]] ? t.const_pool.data() + t.offset[t.outputs[0]] : buf.data() + t.offset[t.outputs[0]];
-            const double* ta = t.is_const[t.outputs[1]] ? t.const_pool.data() + t.offset[t.outputs[1]] : buf.data() + t.offset[t.outputs[1]];
+            double small[2 * kSmallTape];
+            const double* val = small;
+            if (t.scalar && t.total <= kSmallTape) {
+                run_scalar(t, v, nullptr, small);
+            } else {
+                thread_local std::vector<double> buf;
+                run_tape(t, v, nullptr, false, buf);
+                val = buf.data();
+            }
+            const double* zi = t.is_const[t.outputs[0]] ? t.const_pool.data() + t.offset[t.outputs[0]] : val + t.offset[t.outputs[0]];
+            const double* ta = t.is_const[t.outputs[1]] ? t.const_pool.data() + t.offset[t.outputs[1]] : val + t.offset[t.outputs[1]];
             for (int k = 0; k < K; ++k) { zinf[k] = zi[k]; tau[k] = ta[k]; }
             break;
         }
@@ -738,12 +758,19 @@ int rates_one(Model* m, int instance, double v, double* zinf, double* tau, bool 
 
 int current_one(Model* m, int instance, double v, const double* z, double* i, double* g) {
     if (m->current_engine == ENG_COMPILED) {
-        thread_local std::vector<double> buf;
         const Tape& t = m->current_tape;
-        run_tape(t, v, z, true, buf);
+        double small[2 * kSmallTape];  // small scalar tapes (channels) avoid the thread-local lookup
+        const double* val = small;
+        if (t.scalar && t.total <= kSmallTape) {
+            run_scalar(t, v, z, small);
+        } else {
+            thread_local std::vector<double> buf;
+            run_tape(t, v, z, true, buf);
+            val = buf.data();
+        }
         const int o = t.outputs[0];
-        *i = t.is_const[o] ? t.const_pool[t.offset[o]] : buf[t.offset[o]];
-        *g = (t.need_dot[o] && !t.is_const[o]) ? buf[t.total + t.offset[o]] : 0.0;
+        *i = t.is_const[o] ? t.const_pool[t.offset[o]] : val[t.offset[o]];
+        *g = (t.need_dot[o] && !t.is_const[o]) ? val[t.total + t.offset[o]] : 0.0;
     } else {
         torch::Tensor ti, tg;
         torch_current(m, vec(&v, 1), vec(z, m->K).reshape({1, m->K}), ti, tg);
@@ -1005,7 +1032,7 @@ int nhb_set_instance_name(int h, int instance, const char* name) {
 }
 long nhb_out_of_range_count(int h) { Model* m = get(h); return m ? m->out_of_range.load() : -1; }
 
-int nhb_rates(int h, int instance, double v, double* zinf, double* tau) {
+int nhb_rates_n(int h, int instance, double v, double* zinf, double* tau, int n_out) {
     Model* m = get(h);
     if (!m)
         return fail("learned-current mechanism instance " + std::to_string(instance) + " has model handle " +
@@ -1020,13 +1047,23 @@ int nhb_rates(int h, int instance, double v, double* zinf, double* tau) {
         return fail(os.str());
     }
     if (std::isnan(vc)) return fail(where(m, instance) + ": membrane potential is NaN");
+    if (n_out < m->K) {
+        std::ostringstream os;
+        os << where(m, instance) << " has " << m->K << " latents but the mechanism holds " << n_out
+           << "; insert it with LearnedCurrent.insert(), which picks a mechanism family large enough";
+        return fail(os.str());
+    }
     try {
         if (rates_one(m, instance, vc, zinf, tau, true)) return 1;
     } catch (const std::exception& e) {
         return fail(where(m, instance) + ": rates() failed: " + e.what());
     }
-    for (int k = m->K; k < NH_KMAX; ++k) { zinf[k] = 0.0; tau[k] = 1e300; }  // inert: exp(-dt/tau) = 1
+    for (int k = m->K; k < n_out; ++k) { zinf[k] = 0.0; tau[k] = 1e300; }  // inert: exp(-dt/tau) = 1
     return 0;
+}
+
+int nhb_rates(int h, int instance, double v, double* zinf, double* tau) {
+    return nhb_rates_n(h, instance, v, zinf, tau, NH_KMAX);
 }
 
 int nhb_current(int h, int instance, double v, const double* z, double* i, double* g) {

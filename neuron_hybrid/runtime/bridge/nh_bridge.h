@@ -33,8 +33,11 @@ int nhb_set_instance_name(int handle, int instance, const char* name);
 long nhb_out_of_range_count(int handle);
 
 /* Evaluate at one voltage (one mechanism instance). zinf and tau receive NH_KMAX values; latents
- * beyond n_latent get zinf 0 and tau 1 ms. instance is only used in error messages (-1: unknown). */
+ * beyond n_latent get zinf 0 and tau 1e300 ms (inert). instance is only used in error messages (-1: unknown). */
 int nhb_rates(int handle, int instance, double v, double* zinf, double* tau);
+/* The same, writing n_out >= n_latent values (latents beyond n_latent: zinf 0, tau 1e300 ms, inert);
+ * an error if n_out < n_latent. The MOD files call it with the size of their mechanism family. */
+int nhb_rates_n(int handle, int instance, double v, double* zinf, double* tau, int n_out);
 /* z holds n_latent values; writes the current and di/dv. */
 int nhb_current(int handle, int instance, double v, const double* z, double* i, double* g);
 
