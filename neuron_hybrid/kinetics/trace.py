@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .. import channels as nc
+from ..train.memory import retained_heap
 from .gatenet import GateEnsemble
 
 __all__ = ["CompartmentModel", "HH", "POSPISCHIL", "TraceFitConfig", "LearnedGates", "simulate", "step_stimulus",
@@ -437,6 +438,7 @@ def _finite(per):
     return torch.where(torch.isfinite(per), per, torch.zeros_like(per))
 
 
+@retained_heap()
 def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, params: dict,
                   config: TraceFitConfig | None = None, progress: bool = False, log: list | None = None):
     """Train M members at once; stim/v_obs [M, T] / [M, T+1]; params tensors [M] (the *assumed* parameters).
