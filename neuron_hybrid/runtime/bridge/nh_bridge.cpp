@@ -696,6 +696,19 @@ double clamp_v_slow(Model* m, int instance, double v, bool& clamped) {
 
 constexpr int kSmallTape = 128;  // slots of a tape run from a stack buffer
 
+// Runs a tape; returns its values (tangents at + t.total). Small scalar tapes (channel formulas) run
+// in the caller's stack buffer `small` [2 * kSmallTape], avoiding the thread-local lookup per call.
+__attribute__((always_inline)) inline const double* eval_tape(const Tape& t, double v, const double* z, bool with_dot,
+                                                              double* small) {
+    if (t.scalar && t.total <= kSmallTape) {
+        run_scalar(t, v, z, small);
+        return small;
+    }
+    thread_local std::vector<double> buf;
+    run_tape(t, v, z, with_dot, buf);
+    return buf.data();
+}
+
 int rates_one(Model* m, int instance, double v, double* zinf, double* tau, bool check) {
     const int K = m->K;
     switch (m->rates_engine) {
@@ -716,14 +729,7 @@ int rates_one(Model* m, int instance, double v, double* zinf, double* tau, bool 
         case ENG_COMPILED: {
             const Tape& t = m->rates_tape;
             double small[2 * kSmallTape];
-            const double* val = small;
-            if (t.scalar && t.total <= kSmallTape) {
-                run_scalar(t, v, nullptr, small);
-            } else {
-                thread_local std::vector<double> buf;
-                run_tape(t, v, nullptr, false, buf);
-                val = buf.data();
-            }
+            const double* val = eval_tape(t, v, nullptr, false, small);
             const double* zi = t.is_const[t.outputs[0]] ? t.const_pool.data() + t.offset[t.outputs[0]] : val + t.offset[t.outputs[0]];
             const double* ta = t.is_const[t.outputs[1]] ? t.const_pool.data() + t.offset[t.outputs[1]] : val + t.offset[t.outputs[1]];
             for (int k = 0; k < K; ++k) { zinf[k] = zi[k]; tau[k] = ta[k]; }
@@ -759,15 +765,8 @@ int rates_one(Model* m, int instance, double v, double* zinf, double* tau, bool 
 int current_one(Model* m, int instance, double v, const double* z, double* i, double* g) {
     if (m->current_engine == ENG_COMPILED) {
         const Tape& t = m->current_tape;
-        double small[2 * kSmallTape];  // small scalar tapes (channels) avoid the thread-local lookup
-        const double* val = small;
-        if (t.scalar && t.total <= kSmallTape) {
-            run_scalar(t, v, z, small);
-        } else {
-            thread_local std::vector<double> buf;
-            run_tape(t, v, z, true, buf);
-            val = buf.data();
-        }
+        double small[2 * kSmallTape];
+        const double* val = eval_tape(t, v, z, true, small);
         const int o = t.outputs[0];
         *i = t.is_const[o] ? t.const_pool[t.offset[o]] : val[t.offset[o]];
         *g = (t.need_dot[o] && !t.is_const[o]) ? val[t.total + t.offset[o]] : 0.0;
