@@ -341,6 +341,20 @@ inline bool compare(int op, double a, double b) {
     }
 }
 
+// one dispatch per instruction: each case calls the element function with a constant op, so its
+// own switch folds away when inlined
+#define NH_BINARY(OP) case OP: binary(OP, V(s.a), V(s.b), D(s.a), D(s.b), y, dy); break;
+#define NH_COMPARE(OP) case OP: y = compare(OP, V(s.a), V(s.b)) ? 1.0 : 0.0; dy = 0.0; break;
+#define NH_UNARY(OP)                                                                     \
+    case OP: {                                                                           \
+        const double p[2] = {s.p0, s.p1};                                                \
+        double d;                                                                        \
+        unary(OP, p, V(s.a), y, d);                                                      \
+        const double da = D(s.a);                                                        \
+        dy = da != 0.0 ? d * da : 0.0; /* as the general loop: v-independent slots */   \
+        break;                                                                           \
+    }
+
 // The scalar program (Tape::scode): values at buf[off], tangents at buf[total + off].
 void run_scalar(const Tape& t, double v, const double* z, double* val) {
     double* dot = val + t.total;
@@ -361,23 +375,19 @@ void run_scalar(const Tape& t, double v, const double* z, double* val) {
                 for (int k = 0; k < s.nz; ++k) { val[s.out + k] = z[k]; dot[s.out + k] = 0.0; }
                 break;
             case GATHER: y = V(s.a); dy = D(s.a); break;
-            case ADD: case SUB: case MUL: case DIV: case POW: case MAXIMUM: case MINIMUM:
-                binary(s.op, V(s.a), V(s.b), D(s.a), D(s.b), y, dy);
-                break;
-            case LT: case GT: case LE: case GE: case EQ: case NE:
-                y = compare(s.op, V(s.a), V(s.b)) ? 1.0 : 0.0;
-                dy = 0.0;
-                break;
+            NH_BINARY(ADD) NH_BINARY(SUB) NH_BINARY(MUL) NH_BINARY(DIV) NH_BINARY(POW) NH_BINARY(MAXIMUM)
+            NH_BINARY(MINIMUM)
+            NH_COMPARE(LT) NH_COMPARE(GT) NH_COMPARE(LE) NH_COMPARE(GE) NH_COMPARE(EQ) NH_COMPARE(NE)
             case WHERE:
                 if (V(s.a) != 0.0) { y = V(s.b); dy = D(s.b); } else { y = V(s.c); dy = D(s.c); }
                 break;
-            default: {
-                const double p[2] = {s.p0, s.p1};
-                double d;
-                unary(s.op, p, V(s.a), y, d);
-                const double da = D(s.a);
-                dy = da != 0.0 ? d * da : 0.0;  // as the general loop, which skips v-independent slots
-            }
+            NH_UNARY(NEG) NH_UNARY(EXP) NH_UNARY(LOG) NH_UNARY(TANH) NH_UNARY(SIGMOID) NH_UNARY(RELU)
+            NH_UNARY(SOFTPLUS) NH_UNARY(SQRT) NH_UNARY(POWC) NH_UNARY(CLAMP) NH_UNARY(ABS) NH_UNARY(SCALE)
+            NH_UNARY(SIN) NH_UNARY(COS) NH_UNARY(EXPM1) NH_UNARY(LOG1P)
+            default: NH_UNARY(RECIP)
+#undef NH_BINARY
+#undef NH_COMPARE
+#undef NH_UNARY
         }
     }
 }
