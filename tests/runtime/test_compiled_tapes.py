@@ -49,3 +49,45 @@ def test_constant_slots_are_not_reused_after_garbage_collection():
     assert len(set(slots)) == 40
     consts = {out: vals for op, out, _, _, vals in comp.code if op == "const"}
     assert [consts[s][0] for s in slots] == [float(k) for k in range(40)]
+
+
+class _EveryScalarOp(torch.nn.Module):
+    """A one-latent current using every element-wise op the scalar tape interpreter runs."""
+
+    n_latent: int
+    v_min: float
+    v_max: float
+    kind: str
+
+    def __init__(self):
+        super().__init__()
+        self.n_latent, self.v_min, self.v_max, self.kind = 1, -100.0, 60.0, "density"
+
+    def rates(self, v: torch.Tensor):
+        x = v / 40.0
+        zinf = torch.sigmoid(x) * 0.5 + 0.25 * torch.tanh(x) ** 2 + 0.1 * torch.sin(x) * torch.cos(x)
+        tau = 1.0 + torch.exp(-x * x) + torch.nn.functional.softplus(x) + torch.relu(x) + torch.sqrt(x * x + 1.0)
+        return zinf.unsqueeze(-1), tau.unsqueeze(-1)
+
+    def current(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        n = z[:, 0]
+        x = (v + 30.0) / 25.0
+        a = torch.expm1(x / 4.0) + torch.log1p(x * x) + torch.log(2.0 + torch.abs(x)) + torch.reciprocal(3.0 + x * x)
+        b = torch.clamp(x, -1.5, 1.5) + torch.maximum(x, -x / 2.0) - torch.minimum(x, n) + torch.pow(1.0 + n, x / 10.0)
+        c = torch.where(x > 0.3, a, b) + torch.where(x <= -0.2, -x, x * n) + (x < 0.0).to(x.dtype) * n ** 3
+        d = (x >= 1.0).to(x.dtype) + (x == 0.5).to(x.dtype) + (x != 0.25).to(x.dtype) * 1e-3
+        return 1e-3 * (c + d - a / (2.0 + n)) * (v + 77.0)
+
+
+def test_every_scalar_op_matches_torchscript(mechanisms, tmp_path):
+    """The compiled scalar program (one dispatch per instruction) against TorchScript, value and di/dv."""
+    path = nh.export(_EveryScalarOp(), tmp_path / "ops.pt")
+    lc = nh.LearnedCurrent.load(path, engine="compiled")
+    ref = nh.LearnedCurrent.load(path, engine="torchscript")
+    v = np.linspace(-99.0, 59.0, 317)
+    z = np.linspace(0.05, 0.95, v.size).reshape(-1, 1)
+    for a, b in zip(lc.rates(v), ref.rates(v)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    (i_c, g_c), (i_r, g_r) = lc.current(v, z), ref.current(v, z)
+    np.testing.assert_allclose(i_c, i_r, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(g_c, g_r, rtol=1e-8, atol=1e-12)

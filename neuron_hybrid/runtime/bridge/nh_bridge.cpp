@@ -302,7 +302,7 @@ __attribute__((always_inline)) inline void unary(int op, const double* dp, doubl
             d = (x < lo || x > hi) ? 0.0 : 1.0;
             break;
         }
-        case ABS: yk = std::fabs(x); d = x >= 0 ? 1.0 : -1.0; break;
+        case ABS: yk = std::fabs(x); d = x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0); break;  // torch: sign(0) = 0
         case SCALE: yk = dp[0] * x + dp[1]; d = dp[0]; break;
         case SIN: yk = std::sin(x); d = std::cos(x); break;
         case COS: yk = std::cos(x); d = -std::sin(x); break;
@@ -325,8 +325,9 @@ __attribute__((always_inline)) inline void binary(int op, double a, double b, do
             yk = std::pow(a, b);
             dk = (da != 0.0 ? b * std::pow(a, b - 1.0) * da : 0.0) + (db != 0.0 ? yk * std::log(a) * db : 0.0);
             break;
-        case MAXIMUM: yk = a >= b ? a : b; dk = a >= b ? da : db; break;
-        default: yk = a <= b ? a : b; dk = a <= b ? da : db; break;  // MINIMUM
+        // at a tie torch splits the gradient evenly
+        case MAXIMUM: yk = a >= b ? a : b; dk = a > b ? da : (a < b ? db : 0.5 * (da + db)); break;
+        default: yk = a <= b ? a : b; dk = a < b ? da : (a > b ? db : 0.5 * (da + db)); break;  // MINIMUM
     }
 }
 
