@@ -40,6 +40,8 @@ def main(argv=None):
     ap.add_argument("--restarts", type=int, default=4, help="initialisations per seed (best on the training trace)")
     ap.add_argument("--cl-steps", type=int, default=None,
                     help="closed-loop Adam steps over the whole training trace after multiple shooting (TraceFitConfig.cl_steps)")
+    ap.add_argument("--windows", type=float, nargs="+", default=None,
+                    help="multiple-shooting window lengths in ms (TraceFitConfig.window_ms)")
     ap.add_argument("--fixed-conductance", action="store_true",
                     help="do not learn a conductance scale / reversal shift of the learned channel")
     args = ap.parse_args(argv)
@@ -68,6 +70,8 @@ def main(argv=None):
         cfg.prior_steps, cfg.cm_steps, cfg.cm_lbfgs_steps, cfg.tf_steps, cfg.window_ms = 150, 150, 200, 8, (3.0,)
     if args.cl_steps is not None:
         cfg.cl_steps = args.cl_steps
+    if args.windows:
+        cfg.window_ms = tuple(args.windows)
     t0 = time.perf_counter()
     # a different network initialisation per seed: the ensemble is seeded once; members differ by position
     nets = train_members(model, args.learn, stim, v_obs, dt, assumed, cfg, progress=True)
