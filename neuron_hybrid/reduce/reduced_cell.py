@@ -36,7 +36,7 @@ class ReducedCell:
     """One NEURON section ``soma`` with the full cell's somatic mechanisms and a learned axial current.
 
     ``red.soma`` is a normal ``h.Section`` (IClamp, recording and NetCon work); ``red.axial`` is the
-    ``NhPoint`` carrying the axial current (nA, leaving the soma); ``red.learned`` its
+    point process (``NhPointK4`` for 3-4 latents) carrying the axial current (nA, leaving the soma); ``red.learned`` its
     :class:`~neuron_hybrid.LearnedCurrent`.
     """
 

@@ -31,7 +31,10 @@ N_DENSITY_SLOTS = 6  # at most this many different learned density currents per 
 #: extra instructions per step of hh + a learned K channel were those strings with "nh_learned0_k2").
 #: A one-latent model in the two-latent family paid for integrating an inert latent (valgrind: hh + the
 #: learned hh K channel 8877 instructions per step against 6618 for hh alone, in nhlc0_k2).
-FAMILIES = ((1, "nhlc{slot}_k1", "NhPointK1"), (2, "nhlc{slot}_k2", "NhPointK2"), (KMAX, "nhlc{slot}", "NhPoint"))
+#: Likewise a 4-latent model (the MLP currents of benchmarks/mechanism_cost.py, the reductions' axial
+#: current) paid for 4 inert latents in the 8-latent family.
+FAMILIES = ((1, "nhlc{slot}_k1", "NhPointK1"), (2, "nhlc{slot}_k2", "NhPointK2"), (4, "nhlc{slot}_k4", "NhPointK4"),
+            (KMAX, "nhlc{slot}", "NhPoint"))
 DENSITY_SUFFIXES = tuple(pat.format(slot=k) for _, pat, _ in FAMILIES for k in range(N_DENSITY_SLOTS))
 POINT_PROCESS = "NhPoint"  # the general point process (up to KMAX latents)
 

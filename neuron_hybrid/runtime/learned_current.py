@@ -178,8 +178,8 @@ class LearnedCurrent:
 
         Density currents: ``target`` is a Section; returns the mechanism suffix used: the first
         slot free in that section of the most compact family that holds the model: ``nhlc0_k1`` ..
-        ``nhlc5_k1`` (up to 1 latent), ``nhlc0_k2`` .. ``nhlc5_k2`` (up to 2), ``nhlc0`` .. ``nhlc5``
-        (up to 8).
+        ``nhlc5_k1`` (up to 1 latent), ``nhlc0_k2`` .. ``nhlc5_k2`` (up to 2), ``nhlc0_k4`` .. ``nhlc5_k4``
+        (up to 4), ``nhlc0`` .. ``nhlc5`` (up to 8).
         Point currents: ``target`` is a Segment (or a Section, at ``x``); returns the point process.
         """
         from neuron import h
