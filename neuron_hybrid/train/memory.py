@@ -32,18 +32,29 @@ def _glibc():
         return None
 
 
+_depth = 0  # nesting level of retained_heap blocks (the process-wide malloc setting is restored by the outermost)
+
+
 @contextlib.contextmanager
 def retained_heap():
-    """Within the block, freed memory stays in the process (no mmap per large tensor, no trimming)."""
+    """Within the block, freed memory stays in the process (no mmap per large tensor, no trimming).
+
+    Blocks nest: the defaults come back when the outermost block ends.
+    """
+    global _depth
     libc = _glibc()
     if libc is None:
         yield
         return
-    ok = libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX)
+    ok = True
+    if _depth == 0:
+        ok = bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
+    _depth += 1
     try:
         yield
     finally:
-        if ok:
+        _depth -= 1
+        if _depth == 0 and ok:
             libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
             libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
             libc.malloc_trim(0)
