@@ -616,6 +616,7 @@ struct Model {
     int tab_n = 0;
     double tab_h = 0, tab_inv_h = 0;
     std::vector<double> table;
+    nhb_table_t table_view{nullptr, 0, 0, 0, 0, 0};  // exposed by nhb_table() when the engine is "table"
     std::mutex names_mutex;
     std::map<int, std::string> names;
 };
@@ -995,6 +996,16 @@ int nhb_load(const char* path, const char* engine, int raise_out_of_range) {
             }
         }
         if (m->K == 0 && m->rates_engine == ENG_TABLE) m->tab_n = 0;
+        if (m->K > 0 && m->rates_engine == ENG_TABLE) {
+            // inline interpolation skips the per-call checks: expose only a table that passes them
+            bool valid = true;
+            for (int i = 0; i < m->tab_n && valid; ++i)
+                for (int k = 0; k < m->K; ++k) {
+                    const double zv = m->table[(size_t)i * 2 * m->K + k], tv = m->table[(size_t)i * 2 * m->K + m->K + k];
+                    if (!std::isfinite(zv) || !std::isfinite(tv) || !(tv > 0)) { valid = false; break; }
+                }
+            if (valid) m->table_view = {m->table.data(), m->vmin, m->vmax, m->tab_inv_h, m->tab_n, m->K};
+        }
         static const char* names[] = {"torchscript", "compiled", "table"};
         m->engine_name = std::string("rates=") + (m->K == 0 ? "none" : names[m->rates_engine]) +
                          ",current=" + names[m->current_engine];
@@ -1070,6 +1081,11 @@ int nhb_rates_n(int h, int instance, double v, double* zinf, double* tau, int n_
     }
     for (int k = m->K; k < n_out; ++k) { zinf[k] = 0.0; tau[k] = 1e300; }  // inert: exp(-dt/tau) = 1
     return 0;
+}
+
+const nhb_table_t* nhb_table(int h) {
+    Model* m = get(h);
+    return (m && m->table_view.data) ? &m->table_view : nullptr;
 }
 
 int nhb_rates(int h, int instance, double v, double* zinf, double* tau) {
