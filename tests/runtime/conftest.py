@@ -31,3 +31,22 @@ class PointHHPotassium(torch.nn.Module):
 
     def current(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.to_nA * self.inner.current(v, z)
+
+
+class OneLatentDensity(torch.nn.Module):
+    """A minimal conforming density current (mA/cm2) over -100..60 mV; tests override rates/current."""
+
+    n_latent: int
+    v_min: float
+    v_max: float
+    kind: str
+
+    def __init__(self, n_latent=1):
+        super().__init__()
+        self.n_latent, self.v_min, self.v_max, self.kind = n_latent, -100.0, 60.0, "density"
+
+    def rates(self, v: torch.Tensor):
+        return torch.sigmoid(v / 10).unsqueeze(-1), torch.ones_like(v).unsqueeze(-1)
+
+    def current(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return 1e-3 * z[:, 0] * (v + 70)

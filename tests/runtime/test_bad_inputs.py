@@ -7,24 +7,8 @@ import neuron_hybrid as nh
 from neuron_hybrid.models import HHPotassium
 from neuron_hybrid.runtime import read_metadata
 
+from .conftest import OneLatentDensity as Base
 from .hh_cell import hh_soma
-
-
-class Base(torch.nn.Module):
-    n_latent: int
-    v_min: float
-    v_max: float
-    kind: str
-
-    def __init__(self, n_latent=1):
-        super().__init__()
-        self.n_latent, self.v_min, self.v_max, self.kind = n_latent, -100.0, 60.0, "density"
-
-    def rates(self, v: torch.Tensor):
-        return torch.sigmoid(v / 10).unsqueeze(-1), torch.ones_like(v).unsqueeze(-1)
-
-    def current(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return 1e-3 * z[:, 0] * (v + 70)
 
 
 class WrongShape(Base):

@@ -8,6 +8,8 @@ import torch
 import neuron_hybrid as nh
 from neuron_hybrid.models.axial import LatentAxialCurrent
 
+from .conftest import OneLatentDensity
+
 
 def test_axial_current_tapes_match_torchscript_under_gc(mechanisms, tmp_path):
     m = LatentAxialCurrent(n_latent=4, v_min=-110.0, v_max=70.0, e0_mV=-70.0, tau_init_ms=[0.2, 3.0, 40.0, 1000.0],
@@ -51,17 +53,8 @@ def test_constant_slots_are_not_reused_after_garbage_collection():
     assert [consts[s][0] for s in slots] == [float(k) for k in range(40)]
 
 
-class _EveryScalarOp(torch.nn.Module):
+class _EveryScalarOp(OneLatentDensity):
     """A one-latent current using every element-wise op the scalar tape interpreter runs."""
-
-    n_latent: int
-    v_min: float
-    v_max: float
-    kind: str
-
-    def __init__(self):
-        super().__init__()
-        self.n_latent, self.v_min, self.v_max, self.kind = 1, -100.0, 60.0, "density"
 
     def rates(self, v: torch.Tensor):
         x = v / 40.0
