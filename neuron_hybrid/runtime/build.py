@@ -191,7 +191,7 @@ def _build_key(files: dict, cflags) -> str:
         h.update(name.encode())
         src = files[name]
         h.update(src.read_bytes() if isinstance(src, Path) else src.encode())
-    for p in sorted(_BRIDGE_DIR.glob("nh_bridge.*")):
+    for p in sorted(_BRIDGE_DIR.glob("nh_*.*")):  # nh_bridge.cpp/.h and nh_table.h
         h.update(p.read_bytes())
     import torch
 

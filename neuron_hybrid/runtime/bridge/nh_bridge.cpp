@@ -612,11 +612,10 @@ struct Model {
     int rates_engine = ENG_TORCH, current_engine = ENG_TORCH;
     std::string engine_name;
     double err[4] = {0, 0, 0, 0};
-    // table: n points, row i = zinf[K] then tau[K]
-    int tab_n = 0;
-    double tab_h = 0, tab_inv_h = 0;
+    // table: n points, row i = zinf[K] then tau[K]; table_view describes it (nh_table.h)
     std::vector<double> table;
-    nhb_table_t table_view{nullptr, 0, 0, 0, 0, 0};  // exposed by nhb_table() when the engine is "table"
+    nhb_table_t table_view{nullptr, 0, 0, 0, 0, 0};  // view of `table` (set with it)
+    bool table_exposed = false;                       // nhb_table() returns the view (engine "table", checked)
     std::mutex names_mutex;
     std::map<int, std::string> names;
 };
@@ -724,20 +723,9 @@ __attribute__((always_inline)) inline const double* eval_tape(const Tape& t, dou
 int rates_one(Model* m, int instance, double v, double* zinf, double* tau, bool check) {
     const int K = m->K;
     switch (m->rates_engine) {
-        case ENG_TABLE: {
-            double x = (v - m->vmin) * m->tab_inv_h;
-            int i = (int)x;
-            if (i < 0) i = 0;
-            if (i > m->tab_n - 2) i = m->tab_n - 2;
-            const double f = x - i;
-            const double* a = m->table.data() + (size_t)i * 2 * K;
-            const double* b = a + 2 * K;
-            for (int k = 0; k < K; ++k) {
-                zinf[k] = a[k] + f * (b[k] - a[k]);
-                tau[k] = a[K + k] + f * (b[K + k] - a[K + k]);
-            }
+        case ENG_TABLE:
+            nhb_table_interp(&m->table_view, v, zinf, tau);
             break;
-        }
         case ENG_COMPILED: {
             const Tape& t = m->rates_tape;
             double small[2 * kSmallTape];
@@ -812,9 +800,7 @@ void build_table(Model* m, double& err_zinf, double& err_tau) {
     const double span = m->vmax - m->vmin;
     int n = (int)std::ceil(span / 0.01) + 1;
     n = std::max(2, std::min(n, 400001));
-    m->tab_n = n;
-    m->tab_h = span / (n - 1);
-    m->tab_inv_h = 1.0 / m->tab_h;
+    const double step = span / (n - 1);
     auto grid = torch::linspace(m->vmin, m->vmax, n, torch::kFloat64);
     torch::Tensor zi, ta;
     torch_rates(m, grid, zi, ta);
@@ -827,10 +813,11 @@ void build_table(Model* m, double& err_zinf, double& err_tau) {
             m->table[(size_t)i * 2 * K + k] = pz[(size_t)i * K + k];
             m->table[(size_t)i * 2 * K + K + k] = pt[(size_t)i * K + k];
         }
+    m->table_view = {m->table.data(), m->vmin, m->vmax, 1.0 / step, n, K};
     // midpoints (worst case of linear interpolation), all cells up to 20000, else a stride
     const int stride = std::max(1, (n - 1) / 20000);
     std::vector<double> mids;
-    for (int i = 0; i + 1 < n; i += stride) mids.push_back(m->vmin + (i + 0.5) * m->tab_h);
+    for (int i = 0; i + 1 < n; i += stride) mids.push_back(m->vmin + (i + 0.5) * step);
     torch::Tensor rz, rt;
     torch_rates(m, vec(mids.data(), (int64_t)mids.size()), rz, rt);
     const int saved = m->rates_engine;
@@ -995,16 +982,15 @@ int nhb_load(const char* path, const char* engine, int raise_out_of_range) {
                 m->current_engine = ENG_TORCH;
             }
         }
-        if (m->K == 0 && m->rates_engine == ENG_TABLE) m->tab_n = 0;
         if (m->K > 0 && m->rates_engine == ENG_TABLE) {
             // inline interpolation skips the per-call checks: expose only a table that passes them
             bool valid = true;
-            for (int i = 0; i < m->tab_n && valid; ++i)
+            for (int i = 0; i < m->table_view.n && valid; ++i)
                 for (int k = 0; k < m->K; ++k) {
                     const double zv = m->table[(size_t)i * 2 * m->K + k], tv = m->table[(size_t)i * 2 * m->K + m->K + k];
                     if (!std::isfinite(zv) || !std::isfinite(tv) || !(tv > 0)) { valid = false; break; }
                 }
-            if (valid) m->table_view = {m->table.data(), m->vmin, m->vmax, m->tab_inv_h, m->tab_n, m->K};
+            m->table_exposed = valid;
         }
         static const char* names[] = {"torchscript", "compiled", "table"};
         m->engine_name = std::string("rates=") + (m->K == 0 ? "none" : names[m->rates_engine]) +
@@ -1085,7 +1071,7 @@ int nhb_rates_n(int h, int instance, double v, double* zinf, double* tau, int n_
 
 const nhb_table_t* nhb_table(int h) {
     Model* m = get(h);
-    return (m && m->table_view.data) ? &m->table_view : nullptr;
+    return (m && m->table_exposed) ? &m->table_view : nullptr;
 }
 
 int nhb_rates(int h, int instance, double v, double* zinf, double* tau) {

@@ -8,6 +8,8 @@
 #ifndef NH_BRIDGE_H
 #define NH_BRIDGE_H
 
+#include "nh_table.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -38,11 +40,9 @@ int nhb_rates(int handle, int instance, double v, double* zinf, double* tau);
 /* The same, writing n_out >= n_latent values (latents beyond n_latent: zinf 0, tau 1e300 ms, inert);
  * an error if n_out < n_latent. The MOD files call it with the size of their mechanism family. */
 int nhb_rates_n(int handle, int instance, double v, double* zinf, double* tau, int n_out);
-/* Read-only view of a model's rates table, for mechanisms that interpolate it inline (the MOD files
- * do, in range): n rows at v = v_min + i / inv_h mV (i = 0..n-1, the last at v_max), row i holding
- * z_inf[K] then tau[K] (ms). Every entry is finite and every tau > 0 (checked when loaded). */
-typedef struct { const double* data; double v_min, v_max, inv_h; int n, K; } nhb_table_t;
-/* The table of a model whose rates engine is "table"; NULL otherwise (then call nhb_rates_n). */
+/* The rates table (nh_table.h) of a model whose rates engine is "table", for mechanisms that
+ * interpolate it inline in range (the MOD files do); every entry is finite and every tau > 0
+ * (checked when loaded). NULL otherwise: then call nhb_rates_n. */
 const nhb_table_t* nhb_table(int handle);
 /* z holds n_latent values; writes the current and di/dv. */
 int nhb_current(int handle, int instance, double v, const double* z, double* i, double* g);
