@@ -30,6 +30,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--size", choices=["standard", "small"], default="standard")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--recovery-protocols", action="store_true", help="ReduceConfig.recovery_protocols")
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats (median)")
     ap.add_argument("--out", default="reports/reduction")
     ap.add_argument("--reference-ceiling", action="store_true",
@@ -54,7 +55,8 @@ def main(argv=None):
                 if f.suffix in (".h5", ".json"):
                     shutil.copy(f, model_dir / "work" / f.name)
         t0 = time.perf_counter()
-        cfg = ReduceConfig(seed=seed, protocol_size=args.size, workers=args.workers)
+        cfg = ReduceConfig(seed=seed, protocol_size=args.size, workers=args.workers,
+                           recovery_protocols=args.recovery_protocols)
         reduce(args.cell, model_dir, cfg, cell_params=params)
         train_s = time.perf_counter() - t0
         shared_work = shared_work or model_dir / "work"

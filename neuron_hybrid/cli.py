@@ -42,7 +42,7 @@ def _reduce_config(args):
     from .reduce import ReduceConfig
 
     cfg = ReduceConfig(n_latent=args.latents, workers=args.workers, seed=args.seed, closed_loop=not args.no_closed_loop,
-                       protocol_size=args.size, rheobase_nA=args.rheobase)
+                       protocol_size=args.size, rheobase_nA=args.rheobase, recovery_protocols=args.recovery_protocols)
     if args.epochs is not None:
         cfg.teacher = replace(cfg.teacher, epochs=args.epochs, seed=args.seed)
     return cfg
@@ -139,6 +139,9 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, default=None, help="teacher-forcing epochs (default 400)")
     r.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop (BPTT) stage")
     r.add_argument("--size", choices=["standard", "small"], default="standard", help="protocol set size")
+    r.add_argument("--recovery-protocols", action="store_true",
+                   help="add bursts followed by a long recorded recovery to the training set (cells whose "
+                        "dendrites load the soma slowly after a burst, e.g. L5 pyramidal cells)")
     r.add_argument("--rheobase", type=float, default=None, help="stimulus scale in nA (default: measured)")
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--seed", type=int, default=0)

@@ -12,7 +12,7 @@ other noise seeds and time constants and another ramp slope, so nothing in it wa
 """
 from dataclasses import dataclass
 
-from neuron_hybrid.stimuli import OU, Ramp, Step, VoltageStep
+from neuron_hybrid.stimuli import OU, Composite, Ramp, Step, VoltageStep
 
 
 @dataclass
@@ -37,14 +37,30 @@ class ProtocolScale:
         return OU(mean_nA=round(mean_k * self.rheobase_nA, 6), sd_nA=round(sd_k * self.rheobase_nA, 6), tau_ms=tau_ms,
                   seed=seed, delay_ms=self.delay_ms, dur_ms=dur_ms, tstop_ms=self.delay_ms + dur_ms)
 
+    def pulse_train(self, k: float, n: int, rate_Hz: float, width_ms: float = 3.0, tail_ms: float = 400.0):
+        """n pulses of k x rheobase, width_ms each, at rate_Hz; the recovery is recorded for tail_ms."""
+        period = 1000.0 / rate_Hz
+        tstop = self.delay_ms + (n - 1) * period + width_ms + tail_ms
+        return Composite(tuple(Step(amp_nA=round(k * self.rheobase_nA, 6), delay_ms=round(self.delay_ms + j * period, 6),
+                                    dur_ms=width_ms, tstop_ms=tstop) for j in range(n)), tstop_ms=tstop)
+
     def ramp(self, end_k: float, dur_ms: float):
         return Ramp(amp_start_nA=0.0, amp_end_nA=round(end_k * self.rheobase_nA, 6), delay_ms=self.delay_ms,
                     dur_ms=dur_ms, tstop_ms=self.delay_ms + dur_ms + 100.0)
 
 
-def training_protocols(scale: ProtocolScale, size: str = "standard", vclamp_mV=()):
+def recovery_protocols(scale: ProtocolScale):
+    """Bursts followed by a long recorded recovery: short strong steps and high-frequency pulse trains.
+    After a burst the dendrites draw a slow load (Ca-activated K, Ih, ...) that sets the pause before
+    the next spike; in long steps it is masked by the tonic spikes that follow."""
+    return [scale.step(1.6, 60, tail_ms=400.0), scale.step(2.0, 150, tail_ms=400.0),
+            scale.pulse_train(8.0, 3, 100.0), scale.pulse_train(8.0, 5, 50.0)]
+
+
+def training_protocols(scale: ProtocolScale, size: str = "standard", vclamp_mV=(), recovery: bool = False):
     """Protocols the model is fitted to. size: "standard" or "small" (tests, tiny cells);
-    vclamp_mV: somatic voltage-clamp levels relative to rest (mV; needs scale.v_rest_mV)."""
+    vclamp_mV: somatic voltage-clamp levels relative to rest (mV; needs scale.v_rest_mV);
+    recovery: add :func:`recovery_protocols` (standard size)."""
     if vclamp_mV and scale.v_rest_mV is None:
         raise ValueError("voltage-clamp training protocols need the cell's resting potential (ProtocolScale.v_rest_mV)")
     if size == "small":
@@ -61,6 +77,7 @@ def training_protocols(scale: ProtocolScale, size: str = "standard", vclamp_mV=(
         scale.ou(0.9, 0.4, 2.0, seed=4),
         # the dendrites' steady-state load and its slow kinetics below and near threshold
         *(scale.vstep(dv) for dv in vclamp_mV),
+        *(recovery_protocols(scale) if recovery else ()),
     ]
 
 
