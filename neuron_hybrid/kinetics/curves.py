@@ -21,6 +21,7 @@ potentials keep NEURON's defaults, rate TABLEs are switched off (``usetable_<suf
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,9 +122,9 @@ def measure_channel_curves(channel, mod_dirs=(), config: CurveConfig | None = No
         suffix, text, info = info[0], None, None
     else:
         suffix, text = info.suffix, info.text
-        if info.point_process:
-            raise ChannelCurveError(f"{channel}: {suffix} is a POINT_PROCESS; channel-curves measures density "
-                                    "mechanisms (SUFFIX); rewrite it as a density mechanism")
+        if info.point_process and info.text and re.search(r"\bARTIFICIAL_CELL\b", info.text):
+            raise ChannelCurveError(f"{channel}: {suffix} is an ARTIFICIAL_CELL (no membrane current); channel-curves "
+                                    "measures ion channels (SUFFIX or POINT_PROCESS mechanisms)")
         if info.kinetic:
             raise ChannelCurveError(f"{channel}: {suffix} uses a KINETIC (Markov) scheme, not independent HH gates; "
                                     "x_inf/tau per state are not defined for it")
@@ -171,7 +172,17 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
     if has_table:
         saved[table_flag] = getattr(h, table_flag)
     secs = []
+    pps = []  # POINT_PROCESS objects, one per section (kept alive while measuring)
+    point = info is not None and info.point_process
     gbar_names = {c.gbar for c in (info.currents if info is not None else []) if c.gbar}
+    gbar_values = {}  # the conductance parameters' values (restored for the open-channel current)
+
+    def get(k, name):
+        return getattr(pps[k], name) if point else getattr(secs[k][1], f"{name}_{suffix}")
+
+    def put(k, name, val):
+        setattr(pps[k], name, val) if point else setattr(secs[k][1], f"{name}_{suffix}", val)
+
     try:
         h.celsius = cfg.celsius_degC
         h.dt = cfg.dt_ms
@@ -182,17 +193,22 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
                 sec = h.Section(name=f"_nh_vclamp_{len(secs)}")
                 sec.L = sec.diam = 10.0
                 sec.cm = 1e9
-                sec.insert(suffix)
                 seg = sec(0.5)
-                for k, val in cfg.parameters.items():
-                    setattr(seg, f"{k}_{suffix}", val)
+                if point:
+                    pps.append(getattr(h, suffix)(seg))
+                else:
+                    sec.insert(suffix)
+                secs.append((sec, seg, float(vi), float(ci)))
+                k = len(secs) - 1
+                for name, val in cfg.parameters.items():
+                    put(k, name, val)
                 for gname in gbar_names:  # no channel current: V stays exactly at the clamp value
                     try:
-                        setattr(seg, f"{gname}_{suffix}", 0.0)
+                        gbar_values.setdefault(gname, float(get(k, gname)))
+                        put(k, gname, 0.0)
                     except (AttributeError, LookupError, RuntimeError, TypeError):
                         pass
                 seg.v = float(vi)
-                secs.append((sec, seg, float(vi), float(ci)))
         for sec, seg, vi, ci in secs:
             if reads_ca:
                 seg.cai = ci
@@ -201,7 +217,7 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
         for sec, seg, vi, ci in secs:
             if reads_ca:
                 seg.cai = ci
-        base = {g: np.array([getattr(seg, f"{g}_{suffix}") for _, seg, _, _ in secs]) for g in gates}
+        base = {g: np.array([get(k, g) for k in range(len(secs))]) for g in gates}
         shape = (len(cai_grid), len(v_grid))
         result = {}
         e_rev = {}
@@ -211,19 +227,26 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
                 e_rev[name] = float(getattr(secs[0][1], name))
             except (AttributeError, LookupError, RuntimeError):
                 pass
+        e_par = {}  # reversal potentials that are parameters of the mechanism, as set in NEURON
+        for c in (info.currents if info is not None else []):
+            if c.reversal and c.reversal not in e_rev:
+                try:
+                    e_par[c.reversal] = float(get(0, c.reversal))
+                except (AttributeError, LookupError, NameError, RuntimeError, TypeError):
+                    pass
         it = tqdm(gates, desc=f"voltage clamp {suffix}", disable=not verbose, unit="gate")
         for g in it:
             after = []
             for a in cfg.probes:
                 for k, (sec, seg, vi, ci) in enumerate(secs):
                     for g2 in gates:
-                        setattr(seg, f"{g2}_{suffix}", float(base[g2][k]))
-                    setattr(seg, f"{g}_{suffix}", a)
+                        put(k, g2, float(base[g2][k]))
+                    put(k, g, a)
                     seg.v = vi
                     if reads_ca:
                         seg.cai = ci
                 h.fadvance()
-                after.append({g2: np.array([getattr(seg, f"{g2}_{suffix}") for _, seg, _, _ in secs]) for g2 in gates})
+                after.append({g2: np.array([get(k, g2) for k in range(len(secs))]) for g2 in gates})
             (a, b, c) = cfg.probes
             xa, xb, xc = after[0][g], after[1][g], after[2][g]
             A = (xa - xb) / (a - b)
@@ -251,7 +274,10 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
             tau = np.where(bad, np.nan, tau)
             x_inf = np.where(bad, np.nan, x_inf)
             result[g] = (x_inf.reshape(shape), tau.reshape(shape))
+        i_open = _open_currents(h, info, gates, secs, base, shape, cai_grid, cfg, reads_ca, gbar_values, get, put,
+                                point)
     finally:
+        pps.clear()
         for sec, *_ in secs:
             h.delete_section(sec=sec)
         for k, val in saved.items():
@@ -266,21 +292,72 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
             xi, ta = xi[k], ta[k]
         elif not reads_ca:
             xi, ta = xi[0], ta[0]
-        gc = GateCurve(g, v_grid, xi, ta, cai_grid if dep else None)
+        gc = GateCurve(g, v_grid, xi, ta, cai_grid if dep else None, point_process=point)
         if cur is not None:
             gc.power = cur.powers.get(g)
             gc.ion = cur.ion or ""
             gc.current = cur.variable
             gc.gbar_name = cur.gbar
-            if cur.gbar and info is not None:
-                gc.gbar = cfg.parameters.get(cur.gbar, info.parameters.get(cur.gbar))
             if cur.reversal in e_rev:
                 gc.e_rev = e_rev[cur.reversal]
+            elif cur.reversal in e_par:
+                gc.e_rev = e_par[cur.reversal]
             elif cur.reversal and info is not None and cur.reversal in info.parameters:
                 gc.e_rev = cfg.parameters.get(cur.reversal, info.parameters[cur.reversal])
+            gc.i_open = i_open.get(cur.variable)
+            # gbar: the effective open-channel conductance measured in NEURON (it includes unit factors such
+            # as 1e-4 for pS/um2 and temperature factors); None when the current is not ohmic or E is unknown
+            g_open = gc.open_conductance()
+            if g_open is not None and np.isfinite(g_open).any():
+                gm = float(np.nanmedian(g_open))
+                if gm > 0 and np.nanmax(np.abs(g_open - gm)) <= 1e-6 * gm:
+                    gc.gbar = gm
         out[g] = gc
     return ChannelCurves(suffix, out, "neuron", cfg.celsius_degC, source,
                          {"method": method, "dt_ms": cfg.dt_ms, "use_tables": bool(cfg.use_tables)})
+
+
+def _open_currents(h, info, gates, secs, base, shape, cai_grid, cfg, reads_ca, gbar_values, get, put, point) -> dict:
+    """{current variable: (n_v,) current with that current's gates held at 1 and its conductance parameter at
+    its value} at the default cai (mA/cm2; nA for a POINT_PROCESS). Currents that cannot be read are left out."""
+    out = {}
+    if info is None:
+        return out
+    k0 = int(np.argmin(np.abs(np.log(cai_grid) - math.log(cfg.cai_default_mM)))) if reads_ca else 0
+    rows = range(k0 * shape[1], (k0 + 1) * shape[1])
+    for c in info.currents:
+        if not c.powers or (c.gbar and c.gbar not in gbar_values):
+            continue
+        for k in rows:
+            _, seg, vi, ci = secs[k]
+            for g2 in gates:
+                put(k, g2, float(base[g2][k]))
+            for g2 in c.powers:
+                put(k, g2, 1.0)
+            for gname, val in gbar_values.items():
+                put(k, gname, val)
+            seg.v = vi
+            if reads_ca:
+                seg.cai = ci
+        try:
+            h.fcurrent()
+            vals = []
+            for k in rows:
+                seg = secs[k][1]
+                try:  # the mechanism's own variable (RANGE, nonspecific, or a POINT_PROCESS's)
+                    vals.append(float(get(k, c.variable)))
+                except (AttributeError, LookupError, NameError):
+                    if point:
+                        raise
+                    vals.append(float(getattr(seg, c.variable)))  # the ion's current (only this mechanism writes it)
+            out[c.variable] = np.asarray(vals)
+        except (AttributeError, LookupError, NameError, RuntimeError, TypeError):
+            pass
+        finally:
+            for k in rows:
+                for gname in gbar_values:
+                    put(k, gname, 0.0)
+    return out
 
 
 def plot_curves(curves: ChannelCurves, path, fits: dict | None = None, title: str | None = None) -> Path:

@@ -145,7 +145,9 @@ def parse_mod_text(text: str, path: Path | None = None) -> ModInfo:
     gates = [s for s in states if s not in concentrations]
     meth = re.search(r"SOLVE\s+\w+\s+METHOD\s+(\w+)", clean)
     params: dict[str, float] = {}
-    for pm in re.finditer(r"(?m)^\s*(\w+)\s*=\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)", _block(clean, "PARAMETER") or ""):
+    # several "name = value (units)" may share a line
+    for pm in re.finditer(r"(?<![\w.])([A-Za-z_]\w*)\s*=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)",
+                          _block(clean, "PARAMETER") or ""):
         try:
             params[pm.group(1)] = float(pm.group(2))
         except ValueError:
@@ -175,9 +177,12 @@ def _currents(clean: str, info: ModInfo) -> list[CurrentInfo]:
         if not am or line.startswith(("if", "else", "SOLVE")):
             continue
         lhs, rhs = am.group(1), am.group(2).replace("^", "**")
+        names = {}
+        for k in re.findall(r"[A-Za-z_]\w*", rhs):
+            if k not in locs:  # a FUNCTION of the file (e.g. ghk(v, cai, cao)) stays an opaque factor
+                names[k] = sympy.Function(k) if re.search(r"\b" + k + r"\s*\(", rhs) else sympy.Symbol(k)
         try:
-            expr = sympy.sympify(rhs, locals={**locs, **{k: sympy.Symbol(k) for k in re.findall(r"[A-Za-z_]\w*", rhs)
-                                                        if k not in locs}})
+            expr = sympy.sympify(rhs, locals={**locs, **names})
             expr = expr.subs({sympy.Symbol(k): e for k, e in env.items()})
         except (sympy.SympifyError, TypeError, SyntaxError, AttributeError):
             env.pop(lhs, None)

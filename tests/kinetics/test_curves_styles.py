@@ -1,0 +1,152 @@
+"""channel-curves on MOD-file styles found in published models (ModelDB), each against its analytic formula.
+
+All four MOD files are written into one folder and compiled together (one nrnivmodl run).
+"""
+import numpy as np
+import pytest
+
+from neuron_hybrid.kinetics import CurveConfig, GateFitConfig, gated_channel_from_curves, measure_channel_curves
+
+# POINT_PROCESS channel (conductance in uS, current in nA)
+PP_MOD = """
+NEURON { POINT_PROCESS auditpp_nh NONSPECIFIC_CURRENT i RANGE gmax, e, i }
+UNITS { (nA) = (nanoamp) (mV) = (millivolt) (uS) = (microsiemens) }
+PARAMETER { gmax = 0.001 (uS) e = -90 (mV) }
+ASSIGNED { v (mV) i (nA) ninf ntau (ms) }
+STATE { n }
+BREAKPOINT { SOLVE states METHOD cnexp
+    i = gmax*n^4*(v - e) }
+INITIAL { rates(v) n = ninf }
+DERIVATIVE states { rates(v) n' = (ninf - n)/ntau }
+PROCEDURE rates(v (mV)) { UNITSOFF
+    ninf = 1/(1 + exp(-(v + 35)/10))
+    ntau = 1 + 6/(1 + exp((v + 40)/15))
+    UNITSON }
+"""
+
+# Mainen & Sejnowski style: SOLVE without METHOD (explicit exponential update), gbar in pS/um2, tadj
+EXP_MOD = """
+NEURON { SUFFIX auditexp_nh USEION k READ ek WRITE ik RANGE gbar GLOBAL ninf, ntau, tadj }
+PARAMETER { gbar = 300 (pS/um2) q10 = 3 temp = 23 (degC) dt (ms) celsius (degC) v (mV) }
+ASSIGNED { ik (mA/cm2) ek (mV) ninf ntau (ms) tadj }
+STATE { n }
+INITIAL { rates(v) n = ninf }
+BREAKPOINT { SOLVE states
+    ik = (1e-4)*tadj*gbar*n*(v - ek) }
+PROCEDURE states() { LOCAL nexp
+    rates(v)
+    nexp = 1 - exp(-dt*tadj/ntau)
+    n = n + nexp*(ninf - n) }
+PROCEDURE rates(v (mV)) { UNITSOFF
+    tadj = q10^((celsius - temp)/10)
+    ninf = 1/(1 + exp(-(v + 20)/9))
+    ntau = 2 + 8*exp(-((v + 30)/30)^2)
+    UNITSON }
+"""
+
+# persistent Na: instantaneous activation minf (no STATE) in the BREAKPOINT, slow inactivation h
+NAP_MOD = """
+NEURON { SUFFIX auditnap_nh USEION na READ ena WRITE ina RANGE gnapbar }
+PARAMETER { gnapbar = 0.0001 (S/cm2) }
+ASSIGNED { v (mV) ena (mV) ina (mA/cm2) minf hinf htau (ms) }
+STATE { h }
+BREAKPOINT { SOLVE states METHOD cnexp
+    rates(v)
+    ina = gnapbar*minf*h*(v - ena) }
+INITIAL { rates(v) h = hinf }
+DERIVATIVE states { rates(v) h' = (hinf - h)/htau }
+PROCEDURE rates(v (mV)) { UNITSOFF
+    minf = 1/(1 + exp(-(v + 52.6)/4.6))
+    hinf = 1/(1 + exp((v + 48.8)/10))
+    htau = 200 + 1800*exp(-((v + 60)/25)^2)
+    UNITSON }
+"""
+
+# high-voltage Ca with a GHK driving force written by a FUNCTION of the file
+GHK_MOD = """
+NEURON { SUFFIX auditghk_nh USEION ca READ cai, cao WRITE ica RANGE pcabar }
+PARAMETER { pcabar = 1e-4 (cm/s) }
+ASSIGNED { v (mV) celsius (degC) cai (mM) cao (mM) ica (mA/cm2) minf mtau (ms) }
+STATE { m }
+BREAKPOINT { SOLVE states METHOD cnexp
+    ica = pcabar*m*m*ghk(v, cai, cao) }
+INITIAL { rates(v) m = minf }
+DERIVATIVE states { rates(v) m' = (minf - m)/mtau }
+PROCEDURE rates(v (mV)) { UNITSOFF
+    minf = 1/(1 + exp(-(v + 20)/6))
+    mtau = 0.5 + 2*exp(-((v + 30)/20)^2)
+    UNITSON }
+FUNCTION ghk(v, ci, co) { LOCAL z
+    UNITSOFF
+    z = 2e-3*96485.3*v/(8.3145*(celsius + 273.15))
+    if (fabs(z) < 1e-4) { ghk = 2*96.4853*(ci - co)*(1 - z/2) } else { ghk = 2*96.4853*z*(ci - co*exp(-z))/(1 - exp(-z)) }
+    UNITSON }
+"""
+
+CELSIUS = 34.0
+
+
+@pytest.fixture(scope="module")
+def styles(h, tmp_path_factory):
+    d = tmp_path_factory.mktemp("styles")
+    for name, text in (("auditpp_nh", PP_MOD), ("auditexp_nh", EXP_MOD), ("auditnap_nh", NAP_MOD),
+                       ("auditghk_nh", GHK_MOD)):
+        (d / f"{name}.mod").write_text(text)
+    cfg = CurveConfig(v_step_mV=5.0, celsius_degC=CELSIUS, cai_mM=(1e-4, 1e-3))
+    return {n: measure_channel_curves(d / f"{n}.mod", mod_dirs=[d], config=cfg)
+            for n in ("auditpp_nh", "auditexp_nh", "auditnap_nh", "auditghk_nh")}
+
+
+def _fit_cfg():
+    return GateFitConfig(width=8, steps=5, lbfgs_steps=0)
+
+
+def test_point_process_channel(styles):
+    n = styles["auditpp_nh"]["n"]
+    v = n.v
+    np.testing.assert_allclose(n.x_inf, 1 / (1 + np.exp(-(v + 35) / 10)), rtol=1e-7)
+    np.testing.assert_allclose(n.tau, 1 + 6 / (1 + np.exp((v + 40) / 15)), rtol=1e-7)
+    assert n.point_process and (n.power, n.ion, n.current, n.e_rev) == (4, "", "i", -90.0)
+    assert n.gbar == pytest.approx(0.001, rel=1e-6)  # uS
+    np.testing.assert_allclose(n.i_open, 0.001 * (v + 90), rtol=1e-9, atol=1e-15)  # nA
+    with pytest.raises(ValueError, match="POINT_PROCESS.*--gbar"):
+        gated_channel_from_curves(styles["auditpp_nh"], _fit_cfg())
+
+
+def test_explicit_update_and_unit_factors(styles):
+    """SOLVE without METHOD (n = n + nexp*(ninf - n)); the conductance is (1e-4)*tadj*gbar (pS/um2)."""
+    n = styles["auditexp_nh"]["n"]
+    v = n.v
+    tadj = 3 ** ((CELSIUS - 23) / 10)
+    np.testing.assert_allclose(n.x_inf, 1 / (1 + np.exp(-(v + 20) / 9)), rtol=1e-7)
+    np.testing.assert_allclose(n.tau, (2 + 8 * np.exp(-((v + 30) / 30) ** 2)) / tadj, rtol=1e-7)
+    assert (n.power, n.ion, n.gbar_name) == (1, "k", "gbar")
+    assert n.gbar == pytest.approx(1e-4 * 300 * tadj, rel=1e-7)  # effective S/cm2, not the 300 pS/um2 parameter
+
+
+def test_instantaneous_factor_is_refused(styles):
+    c = styles["auditnap_nh"]
+    hg = c["h"]
+    v = hg.v
+    np.testing.assert_allclose(hg.x_inf, 1 / (1 + np.exp((v + 48.8) / 10)), rtol=1e-7, atol=1e-9)  # tau/dt ~ 2e6
+    np.testing.assert_allclose(hg.tau, 200 + 1800 * np.exp(-((v + 60) / 25) ** 2), rtol=1e-6)
+    minf = 1 / (1 + np.exp(-(v + 52.6) / 4.6))
+    np.testing.assert_allclose(hg.i_open, 1e-4 * minf * (v - 50), rtol=1e-7, atol=1e-15)
+    assert hg.gbar is None and hg.power == 1
+    with pytest.raises(ValueError, match="instantaneous voltage-dependent factor.*STATE"):
+        gated_channel_from_curves(c, _fit_cfg())
+    model, info = gated_channel_from_curves(c, _fit_cfg(), gbar_S_cm2=1e-4)  # explicit ohmic approximation
+    assert info["gbar"] == 1e-4
+
+
+def test_ghk_current(styles):
+    c = styles["auditghk_nh"]
+    m = c["m"]
+    assert not m.depends_on_cai  # reads cai (GHK) but the gate does not depend on it
+    np.testing.assert_allclose(m.x_inf, 1 / (1 + np.exp(-(m.v + 20) / 6)), rtol=1e-7)
+    np.testing.assert_allclose(m.tau, 0.5 + 2 * np.exp(-((m.v + 30) / 20) ** 2), rtol=1e-7)
+    assert (m.power, m.ion, m.current, m.gbar_name, m.e_rev, m.gbar) == (2, "ca", "ica", "pcabar", None, None)
+    with pytest.raises(ValueError, match="GHK.*--e-rev.*--gbar"):
+        gated_channel_from_curves(c, _fit_cfg())
+    with pytest.raises(ValueError, match="non-ohmic"):
+        gated_channel_from_curves(c, _fit_cfg(), e_rev_mV=120.0)
