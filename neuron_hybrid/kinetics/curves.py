@@ -114,7 +114,7 @@ def measure_channel_curves(channel, mod_dirs=(), config: CurveConfig | None = No
     """
     from neuron import h
 
-    from .nrn import ensure_mechanism
+    from .nrn import ensure_mechanism, mechanism_registered, renamed_mod_text
 
     cfg = config or CurveConfig()
     info = resolve_channel(channel, mod_dirs)
@@ -133,30 +133,25 @@ def measure_channel_curves(channel, mod_dirs=(), config: CurveConfig | None = No
             raise ChannelCurveError(f"{channel}: {suffix} has no gate STATE variables ({what}); channel-curves "
                                     "needs a voltage-gated channel with states x obeying x' = (xinf - x)/xtau")
     h.load_file("stdrun.hoc")
+    name = suffix  # the name the mechanism is used under in this process
     if not ensure_mechanism(h, suffix, None if info is None or info.path is None and _builtin_mod_text(suffix) else text,
                             mod_dirs, verbose=verbose):
-        return _measure_in_fresh_process(channel, mod_dirs, cfg)
+        # a different mechanism of that name is loaded (NEURON's built-in hh, pas, ..., neuron-hybrid's own, or
+        # an earlier file): compile this one under a unique name (NEURON cannot unload or replace a mechanism)
+        import hashlib
+
+        name = f"{suffix}_nh{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+        if not mechanism_registered(h, name):
+            ensure_mechanism(h, name, renamed_mod_text(text, suffix, name), mod_dirs, verbose=verbose, skip_name=suffix)
+        if verbose:
+            print(f"neuron-hybrid: a different mechanism {suffix} is already loaded; measuring this file's {suffix} "
+                  f"compiled as {name}")
     gates = info.gates if info is not None else _state_names_from_neuron(h, suffix)
     if not gates:
         raise ChannelCurveError(f"{suffix} has no STATE variables; channel-curves needs a gated channel")
-    return _measure(h, suffix, info, gates, cfg, str(info.path) if info is not None and info.path else suffix, verbose)
-
-
-def _measure_in_fresh_process(channel, mod_dirs, cfg: CurveConfig) -> ChannelCurves:
-    import json
-    import tempfile
-
-    from .curves_io import load_curves
-    from .nrn import run_isolated
-
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "curves.h5"
-        args = ["channel-curves", str(channel), "--out", str(out), "--no-plot", "--config-json",
-                json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()})]
-        for md in mod_dirs:
-            args += ["--mod-dir", str(md)]
-        run_isolated(args)
-        return load_curves(out)
+    curves = _measure(h, name, info, gates, cfg, str(info.path) if info is not None and info.path else suffix, verbose)
+    curves.mechanism = suffix
+    return curves
 
 
 def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: str, verbose: bool) -> ChannelCurves:

@@ -2,6 +2,8 @@
 
 All four MOD files are written into one folder and compiled together (one nrnivmodl run).
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -83,6 +85,22 @@ FUNCTION ghk(v, ci, co) { LOCAL z
     UNITSON }
 """
 
+# file name differs from its SUFFIX (as kdrca1.mod: SUFFIX kdr), alpha/beta form x' = a*(1 - x) - b*x
+MISMATCH_MOD = """
+NEURON { SUFFIX auditmis_nh USEION k READ ek WRITE ik RANGE gmax }
+PARAMETER { gmax = 0.002 (S/cm2) }
+ASSIGNED { v (mV) ek (mV) ik (mA/cm2) a_s (/ms) b_s (/ms) }
+STATE { s1 }
+BREAKPOINT { SOLVE states METHOD derivimplicit
+    ik = gmax*s1*s1*(v - ek) }
+INITIAL { rates(v) s1 = a_s/(a_s + b_s) }
+DERIVATIVE states { rates(v) s1' = a_s*(1 - s1) - b_s*s1 }
+PROCEDURE rates(v (mV)) { UNITSOFF
+    a_s = 0.1*exp((v + 40)/20)
+    b_s = 0.1*exp(-(v + 40)/20)
+    UNITSON }
+"""
+
 CELSIUS = 34.0
 
 
@@ -90,11 +108,11 @@ CELSIUS = 34.0
 def styles(h, tmp_path_factory):
     d = tmp_path_factory.mktemp("styles")
     for name, text in (("auditpp_nh", PP_MOD), ("auditexp_nh", EXP_MOD), ("auditnap_nh", NAP_MOD),
-                       ("auditghk_nh", GHK_MOD)):
+                       ("auditghk_nh", GHK_MOD), ("mismatch_file", MISMATCH_MOD)):
         (d / f"{name}.mod").write_text(text)
     cfg = CurveConfig(v_step_mV=5.0, celsius_degC=CELSIUS, cai_mM=(1e-4, 1e-3))
     return {n: measure_channel_curves(d / f"{n}.mod", mod_dirs=[d], config=cfg)
-            for n in ("auditpp_nh", "auditexp_nh", "auditnap_nh", "auditghk_nh")}
+            for n in ("auditpp_nh", "auditexp_nh", "auditnap_nh", "auditghk_nh", "mismatch_file")}
 
 
 def _fit_cfg():
@@ -150,3 +168,30 @@ def test_ghk_current(styles):
         gated_channel_from_curves(c, _fit_cfg())
     with pytest.raises(ValueError, match="non-ohmic"):
         gated_channel_from_curves(c, _fit_cfg(), e_rev_mV=120.0)
+
+
+def test_file_name_differs_from_suffix(styles):
+    c = styles["mismatch_file"]
+    assert c.mechanism == "auditmis_nh"
+    s1 = c["s1"]
+    a, b = 0.1 * np.exp((s1.v + 40) / 20), 0.1 * np.exp(-(s1.v + 40) / 20)
+    np.testing.assert_allclose(s1.x_inf, a / (a + b), rtol=1e-7)
+    np.testing.assert_allclose(s1.tau, 1 / (a + b), rtol=1e-6)
+    assert (s1.power, s1.gbar) == (2, pytest.approx(0.002, rel=1e-9))
+
+
+def test_suffix_taken_by_a_builtin(h, tmp_path):
+    """An edited copy of NEURON's hh.mod (SUFFIX hh, already built in) is measured under another name."""
+    import neuron
+
+    src = (Path(neuron.__file__).parent / ".data" / "share" / "modfile" / "hh.mod").read_text()
+    assert src.count(".07 * exp(-(v+65)/20)") == 1
+    p = tmp_path / "myhh.mod"
+    p.write_text(src.replace(".07 * exp(-(v+65)/20)", ".05 * exp(-(v+65)/20)"))
+    c = measure_channel_curves(p, config=CurveConfig(v_step_mV=10.0))
+    assert c.mechanism == "hh" and set(c.gates) == {"m", "h", "n"}
+    v = c["h"].v
+    ah, bh = 0.05 * np.exp(-(v + 65) / 20), 1 / (1 + np.exp(-(v + 35) / 10))
+    np.testing.assert_allclose(c["h"].x_inf, ah / (ah + bh), rtol=1e-7)
+    np.testing.assert_allclose(c["h"].tau, 1 / (ah + bh), rtol=1e-7)
+    assert (c["h"].power, c["n"].gbar) == (1, pytest.approx(0.036))
