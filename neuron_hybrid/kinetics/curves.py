@@ -12,6 +12,9 @@ the affine map ``x' = A x + B`` over one step, so
 * ``tau`` from ``A``: ``-dt/ln A`` (``METHOD cnexp``), ``dt A/(1 - A)`` (``derivimplicit``, backward
   Euler), ``dt/(1 - A)`` (``euler``).
 
+At a grid voltage where the MOD file's rates are 0/0 (an unguarded ``x/(1 - exp(-x/k))`` at x = 0) the
+section is clamped 1e-6 mV higher (the continuous limit; listed in the file attribute ``singular_v_mV``).
+
 A third probe checks that the map is affine, and the other gates are checked not to move with ``x``
 (a Markov/KINETIC scheme is not made of independent gates and is refused). Ion concentrations are
 fixed (no pool is inserted; cai is set per section for calcium-dependent mechanisms), reversal
@@ -32,6 +35,10 @@ from .modfile import ModInfo, ModParseError, parse_mod, parse_mod_text
 
 __all__ = ["CurveConfig", "ChannelCurveError", "measure_channel_curves", "channel_curves_command", "plot_curves",
            "resolve_channel"]
+
+
+#: offset (mV) of the clamp at grid voltages where the mechanism's rates are 0/0 (NaN): the limit is measured
+NUDGE_MV = 1e-6
 
 
 class ChannelCurveError(ValueError):
@@ -213,6 +220,23 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
             if reads_ca:
                 seg.cai = ci
         base = {g: np.array([get(k, g) for k in range(len(secs))]) for g in gates}
+        # an unguarded 0/0 in the rates exactly at a grid voltage (e.g. (v + 40)/(1 - exp(-(v + 40)/10)) at -40 mV)
+        # gives NaN states there; a NaN poisons the current, hence V and the other gates, and stops METHOD
+        # derivimplicit ("matrix singular"): those sections are clamped NUDGE_MV higher (the continuous limit)
+        nan_rows = np.flatnonzero(np.any([~np.isfinite(b) for b in base.values()], axis=0))
+        for k in nan_rows:
+            sec, seg, vi, ci = secs[k]
+            secs[k] = (sec, seg, vi + NUDGE_MV, ci)
+            seg.v = vi + NUDGE_MV
+        if len(nan_rows):
+            h.finitialize()
+            for sec, seg, vi, ci in secs:
+                seg.v = vi
+                if reads_ca:
+                    seg.cai = ci
+            base = {g: np.array([get(k, g) for k in range(len(secs))]) for g in gates}
+        nudged = sorted({round(secs[k][2] - NUDGE_MV, 9) for k in nan_rows})
+        base = {g: np.where(np.isfinite(b), b, 0.0) for g, b in base.items()}  # still NaN: hold at 0
         shape = (len(cai_grid), len(v_grid))
         result = {}
         e_rev = {}
@@ -240,7 +264,13 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
                     seg.v = vi
                     if reads_ca:
                         seg.cai = ci
-                h.fadvance()
+                try:
+                    h.fadvance()
+                except RuntimeError as exc:
+                    raise ChannelCurveError(
+                        f"{suffix}.{g}: NEURON's integration of the mechanism failed ({exc}); its rates are probably "
+                        "not finite somewhere in the clamp range (an unguarded 0/0 or overflow): guard the rate "
+                        "functions (e.g. vtrap) or narrow --v-min/--v-max") from exc
                 after.append({g2: np.array([get(k, g2) for k in range(len(secs))]) for g2 in gates})
             (a, b, c) = cfg.probes
             xa, xb, xc = after[0][g], after[1][g], after[2][g]
@@ -308,8 +338,10 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
                 if gm > 0 and np.nanmax(np.abs(g_open - gm)) <= 1e-6 * gm:
                     gc.gbar = gm
         out[g] = gc
-    return ChannelCurves(suffix, out, "neuron", cfg.celsius_degC, source,
-                         {"method": method, "dt_ms": cfg.dt_ms, "use_tables": bool(cfg.use_tables)})
+    extra = {"method": method, "dt_ms": cfg.dt_ms, "use_tables": bool(cfg.use_tables)}
+    if nudged:
+        extra["singular_v_mV"] = np.asarray(nudged, dtype=float)  # measured at v + NUDGE_MV (0/0 in the rates at v)
+    return ChannelCurves(suffix, out, "neuron", cfg.celsius_degC, source, extra)
 
 
 def _open_currents(h, info, gates, secs, base, shape, cai_grid, cfg, reads_ca, gbar_values, get, put, point) -> dict:

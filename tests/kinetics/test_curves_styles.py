@@ -89,15 +89,19 @@ FUNCTION ghk(v, ci, co) { LOCAL z
 MISMATCH_MOD = """
 NEURON { SUFFIX auditmis_nh USEION k READ ek WRITE ik RANGE gmax }
 PARAMETER { gmax = 0.002 (S/cm2) }
-ASSIGNED { v (mV) ek (mV) ik (mA/cm2) a_s (/ms) b_s (/ms) }
-STATE { s1 }
+ASSIGNED { v (mV) ek (mV) ik (mA/cm2) a_s (/ms) b_s (/ms) a_r (/ms) b_r (/ms) }
+STATE { s1 r }
 BREAKPOINT { SOLVE states METHOD derivimplicit
-    ik = gmax*s1*s1*(v - ek) }
-INITIAL { rates(v) s1 = a_s/(a_s + b_s) }
-DERIVATIVE states { rates(v) s1' = a_s*(1 - s1) - b_s*s1 }
+    ik = gmax*s1*s1*r*(v - ek) }
+INITIAL { rates(v) s1 = a_s/(a_s + b_s) r = a_r/(a_r + b_r) }
+DERIVATIVE states { rates(v)
+    s1' = a_s*(1 - s1) - b_s*s1
+    r' = a_r*(1 - r) - b_r*r }
 PROCEDURE rates(v (mV)) { UNITSOFF
     a_s = 0.1*exp((v + 40)/20)
     b_s = 0.1*exp(-(v + 40)/20)
+    a_r = 0.01*(v + 40)/(1 - exp(-(v + 40)/10))  : 0/0 at -40 mV, not guarded (as in many published files)
+    b_r = 0.125*exp(-(v + 65)/80)
     UNITSON }
 """
 
@@ -176,8 +180,15 @@ def test_file_name_differs_from_suffix(styles):
     s1 = c["s1"]
     a, b = 0.1 * np.exp((s1.v + 40) / 20), 0.1 * np.exp(-(s1.v + 40) / 20)
     np.testing.assert_allclose(s1.x_inf, a / (a + b), rtol=1e-7)
-    np.testing.assert_allclose(s1.tau, 1 / (a + b), rtol=1e-6)
+    np.testing.assert_allclose(s1.tau, 1 / (a + b), rtol=1e-6)  # finite at -40 mV although r is NaN there
     assert (s1.power, s1.gbar) == (2, pytest.approx(0.002, rel=1e-9))
+    r = c["r"]  # derivimplicit with NaN rates at -40 mV used to stop NEURON ("matrix singular")
+    with np.errstate(invalid="ignore"):
+        a = np.where(r.v == -40, 0.1, 0.01 * (r.v + 40) / (1 - np.exp(-(r.v + 40) / 10)))  # limit at -40 mV
+    b = 0.125 * np.exp(-(r.v + 65) / 80)
+    assert list(c.extra["singular_v_mV"]) == [-40.0] and np.isfinite(r.x_inf).all()
+    np.testing.assert_allclose(r.x_inf, a / (a + b), rtol=1e-6)
+    np.testing.assert_allclose(r.tau, 1 / (a + b), rtol=1e-6)
 
 
 def test_suffix_taken_by_a_builtin(h, tmp_path):
