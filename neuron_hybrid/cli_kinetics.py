@@ -16,6 +16,34 @@ def _kv(items, what):
     return out
 
 
+def _user_errors():
+    """Errors that mean "this input cannot be processed as asked" (printed without a traceback)."""
+    from .kinetics.curves import ChannelCurveError
+    from .kinetics.curves_io import CurvesFileError
+    from .kinetics.gatenet import ChannelFitError
+    from .kinetics.modfile import ModParseError
+    from .runtime.build import BuildError
+
+    return (ChannelCurveError, CurvesFileError, ChannelFitError, ModParseError, BuildError, FileNotFoundError)
+
+
+def _reported(fn):
+    """Run a subcommand; a user error is printed as ``neuron-hybrid <command>: error: ...`` (exit status 2)."""
+    import functools
+    import sys
+
+    @functools.wraps(fn)
+    def run(args):
+        try:
+            return fn(args)
+        except _user_errors() as exc:
+            print(f"neuron-hybrid {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_reported
 def _cmd_channel_curves(args):
     from .kinetics.curves import CurveConfig, channel_curves_command
 
@@ -35,6 +63,7 @@ def _cmd_channel_curves(args):
     return 0
 
 
+@_reported
 def _cmd_fit_channel(args):
     from .kinetics.gatenet import GateFitConfig
     from .kinetics.pipeline import FitChannelConfig, fit_channel

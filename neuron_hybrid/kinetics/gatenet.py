@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["GateFitConfig", "GateMLP", "GatedChannel", "GateEnsemble", "fit_gate_networks", "gated_channel_from_curves"]
+__all__ = ["ChannelFitError", "GateFitConfig", "GateMLP", "GatedChannel", "GateEnsemble", "fit_gate_networks", "gated_channel_from_curves"]
 
 
 @dataclass
@@ -216,6 +216,10 @@ def fit_gate_networks(v: np.ndarray, x_inf: np.ndarray, tau: np.ndarray, config:
     return [ens.extract(k, cfg) for k in range(G)], info
 
 
+class ChannelFitError(ValueError):
+    """The curves cannot be fitted as asked (message names the problem and the fix)."""
+
+
 def gated_channel_from_curves(curves, config: Optional[GateFitConfig] = None, *, current: Optional[str] = None,
                               cai_mM: Optional[float] = None, progress: bool = False,
                               gbar_S_cm2: Optional[float] = None, e_rev_mV: Optional[float] = None):
@@ -234,19 +238,19 @@ def gated_channel_from_curves(curves, config: Optional[GateFitConfig] = None, *,
     if current is None:
         current = next(iter(groups))
     if current not in groups:
-        raise ValueError(f"{curves.mechanism} has no current {current!r}; choose one of {sorted(groups)}")
+        raise ChannelFitError(f"{curves.mechanism} has no current {current!r}; choose one of {sorted(groups)}")
     gates = groups[current]
     sel = []
     for g in gates:
         if g.depends_on_cai:
             if cai_mM is None:
-                raise ValueError(f"gate {g.name} of {curves.mechanism} depends on cai; a learned current's rates depend "
+                raise ChannelFitError(f"gate {g.name} of {curves.mechanism} depends on cai; a learned current's rates depend "
                                  "on V only: pass cai_mM (fit-channel --cai) to fit it at a fixed calcium concentration")
             g = g.at_cai(cai_mM)
         sel.append(g)
     for g in sel:
         if g.power is None:
-            raise ValueError(f"the exponent of gate {g.name} is unknown (not found in the MOD file's BREAKPOINT); "
+            raise ChannelFitError(f"the exponent of gate {g.name} is unknown (not found in the MOD file's BREAKPOINT); "
                              "give it with fit-channel --power GATE=P")
     g0 = sel[0]
     e_rev = g0.e_rev if e_rev_mV is None else float(e_rev_mV)
@@ -255,11 +259,11 @@ def gated_channel_from_curves(curves, config: Optional[GateFitConfig] = None, *,
         gbar = float(gbar_S_cm2)
     else:
         if g0.point_process:
-            raise ValueError(f"{curves.mechanism} is a POINT_PROCESS (conductance {g0.gbar_name} = {g0.gbar} uS); the "
+            raise ChannelFitError(f"{curves.mechanism} is a POINT_PROCESS (conductance {g0.gbar_name} = {g0.gbar} uS); the "
                              "learned current and the distilled mechanism are density mechanisms: give the maximal "
                              "conductance density with fit-channel --gbar S_PER_CM2")
         if e_rev is None and g0.i_open is not None:
-            raise ValueError(f"{where} has no (V - E) driving force in its BREAKPOINT (e.g. a GHK current "
+            raise ChannelFitError(f"{where} has no (V - E) driving force in its BREAKPOINT (e.g. a GHK current "
                              f"{g0.gbar_name or 'p'}*...*ghk(v, cai, cao)); fit-channel's learned and distilled currents "
                              "are ohmic, gbar*prod(x^p)*(V - E): to fit the gates with an ohmic approximation give "
                              "fit-channel --e-rev MV and --gbar S_PER_CM2")
@@ -267,7 +271,7 @@ def gated_channel_from_curves(curves, config: Optional[GateFitConfig] = None, *,
         if g_open is not None and np.isfinite(g_open).any():
             lo, hi = float(np.nanmin(g_open)), float(np.nanmax(g_open))
             if not (lo > 0 and hi - lo <= 1e-6 * hi):
-                raise ValueError(
+                raise ChannelFitError(
                     f"{where} is not gbar*prod(x^p)*(V - E) in the gates {[g.name for g in sel]}: with every gate "
                     f"open its conductance i/(V - E) still varies with V ({lo:.3g} .. {hi:.3g} S/cm2 over "
                     f"{g0.v[0]:g}..{g0.v[-1]:g} mV). The BREAKPOINT has an instantaneous voltage-dependent factor "
@@ -277,10 +281,10 @@ def gated_channel_from_curves(curves, config: Optional[GateFitConfig] = None, *,
                     "ohmic approximation that leaves the factor out")
         gbar = g0.gbar
         if gbar is None:
-            raise ValueError(f"the maximal conductance of {where} is unknown (conductance parameter "
+            raise ChannelFitError(f"the maximal conductance of {where} is unknown (conductance parameter "
                              f"{g0.gbar_name or 'not found'} in the BREAKPOINT); give it with fit-channel --gbar S_PER_CM2")
     if e_rev is None:
-        raise ValueError(f"the reversal potential of {current} is unknown; give it with fit-channel --e-rev MV")
+        raise ChannelFitError(f"the reversal potential of {current} is unknown; give it with fit-channel --e-rev MV")
     cfg = config or GateFitConfig()
     v = sel[0].v
     cfg.v_min_mV, cfg.v_max_mV = float(v.min()), float(v.max())

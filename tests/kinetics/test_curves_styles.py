@@ -206,3 +206,15 @@ def test_suffix_taken_by_a_builtin(h, tmp_path):
     np.testing.assert_allclose(c["h"].x_inf, ah / (ah + bh), rtol=1e-7)
     np.testing.assert_allclose(c["h"].tau, 1 / (ah + bh), rtol=1e-7)
     assert (c["h"].power, c["n"].gbar) == (1, pytest.approx(0.036))
+
+
+def test_cli_reports_user_errors_without_traceback(styles, tmp_path, capsys):
+    from neuron_hybrid.kinetics import save_curves
+    from neuron_hybrid.kinetics.__main__ import main
+
+    p = save_curves(styles["auditnap_nh"], tmp_path / "nap.h5")
+    assert main(["fit-channel", str(p), "--out", str(tmp_path / "fit"), "--quiet", "--no-check"]) == 2
+    err = capsys.readouterr().err
+    assert "fit-channel: error:" in err and "instantaneous" in err and "Traceback" not in err
+    assert main(["channel-curves", str(tmp_path / "missing.mod"), "--out", str(tmp_path / "c.h5")]) == 2
+    assert "does not exist" in capsys.readouterr().err
