@@ -171,10 +171,13 @@ def _currents(clean: str, info: ModInfo) -> list[CurrentInfo]:
     env: dict[str, object] = {}
     locs = {"exp": sympy.exp, "pow": sympy.Pow, "fabs": sympy.Abs, "log": sympy.log, "sqrt": sympy.sqrt}
     out = []
-    for raw in body.splitlines():
-        line = raw.strip()
+    # statements: NMODL needs no separator, so "SOLVE states METHOD cnexp ik = gbar*n*(v - ek)" or
+    # "gk = gbar*n*n  ik = gk*(v - ek)" may share a line; split before every "name =" (not ==, <=, >=, !=)
+    body = re.sub(r"\bSOLVE\s+\w+(?:\s+(?:METHOD|STEADYSTATE)\s+\w+)*", "\n", body)
+    pieces = [p.strip() for line in body.splitlines() for p in re.split(r"(?=\b[A-Za-z_]\w*\s*=(?!=))", line)]
+    for line in pieces:
         am = re.match(r"^(\w+)\s*=\s*(.+)$", line)
-        if not am or line.startswith(("if", "else", "SOLVE")):
+        if not am or line.startswith(("if", "else")):
             continue
         lhs, rhs = am.group(1), am.group(2).replace("^", "**")
         names = {}

@@ -218,3 +218,20 @@ def test_cli_reports_user_errors_without_traceback(styles, tmp_path, capsys):
     assert "fit-channel: error:" in err and "instantaneous" in err and "Traceback" not in err
     assert main(["channel-curves", str(tmp_path / "missing.mod"), "--out", str(tmp_path / "c.h5")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_parse_statements_sharing_a_line():
+    """No separator is needed between NMODL statements; several PARAMETERs may share a line."""
+    from neuron_hybrid.kinetics.modfile import parse_mod_text
+
+    info = parse_mod_text("""
+NEURON { SUFFIX one USEION k READ ek WRITE ik USEION na READ ena WRITE ina RANGE gbar, gnabar }
+PARAMETER { gbar = 0.01 (S/cm2) gnabar = .1 (S/cm2) }
+STATE { n m h }
+BREAKPOINT { SOLVE states METHOD cnexp ik = gbar*n*n*(v - ek)
+  gna = gnabar*m*m*m*h  ina = gna*(v - ena)
+  if (v > 100) { ina = 0 } }
+""")
+    assert info.parameters == {"gbar": 0.01, "gnabar": 0.1}
+    got = {c.variable: (c.ion, c.powers, c.gbar, c.reversal) for c in info.currents}
+    assert got == {"ik": ("k", {"n": 2}, "gbar", "ek"), "ina": ("na", {"m": 3, "h": 1}, "gnabar", "ena")}
