@@ -299,8 +299,8 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
             tau = np.where(bad, np.nan, tau)
             x_inf = np.where(bad, np.nan, x_inf)
             result[g] = (x_inf.reshape(shape), tau.reshape(shape))
-        i_open = _open_currents(h, info, gates, secs, base, shape, cai_grid, cfg, reads_ca, gbar_values, get, put,
-                                point)
+        i_open, measured_powers = _open_currents(h, info, gates, secs, base, shape, cai_grid, cfg, reads_ca,
+                                                 gbar_values, get, put, point)
     finally:
         pps.clear()
         for sec, *_ in secs:
@@ -320,6 +320,14 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
         gc = GateCurve(g, v_grid, xi, ta, cai_grid if dep else None, point_process=point)
         if cur is not None:
             gc.power = cur.powers.get(g)
+            p = measured_powers.get(cur.variable, {}).get(g)
+            if p is not None and p != gc.power:  # NEURON is the reference: i(x = 1/2) = 2^-p i(x = 1)
+                if gc.power is not None:
+                    import warnings
+
+                    warnings.warn(f"{suffix}.{g}: the BREAKPOINT reads as {g}^{gc.power} but NEURON's current scales as "
+                                  f"{g}^{p}; using {p}", stacklevel=2)
+                gc.power = p
             gc.ion = cur.ion or ""
             gc.current = cur.variable
             gc.gbar_name = cur.gbar
@@ -344,47 +352,69 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
     return ChannelCurves(suffix, out, "neuron", cfg.celsius_degC, source, extra)
 
 
-def _open_currents(h, info, gates, secs, base, shape, cai_grid, cfg, reads_ca, gbar_values, get, put, point) -> dict:
-    """{current variable: (n_v,) current with that current's gates held at 1 and its conductance parameter at
-    its value} at the default cai (mA/cm2; nA for a POINT_PROCESS). Currents that cannot be read are left out."""
-    out = {}
+def _open_currents(h, info, gates, secs, base, shape, cai_grid, cfg, reads_ca, gbar_values, get, put,
+                   point) -> tuple[dict, dict]:
+    """Open-channel currents and exponents measured in NEURON, at the default cai.
+
+    Returns ({current variable: (n_v,) current with every gate of that current at 1 and the conductance
+    parameter at its value (mA/cm2; nA for a POINT_PROCESS)}, {current variable: {gate: exponent}}): the
+    exponent p of gate x from i(x = 1/2) = 2^-p i(x = 1) (None if not an integer: x is not a factor x^p).
+    Currents that cannot be read are left out."""
+    out, powers = {}, {}
     if info is None:
-        return out
+        return out, powers
     k0 = int(np.argmin(np.abs(np.log(cai_grid) - math.log(cfg.cai_default_mM)))) if reads_ca else 0
     rows = range(k0 * shape[1], (k0 + 1) * shape[1])
-    for c in info.currents:
-        if not c.powers or (c.gbar and c.gbar not in gbar_values):
-            continue
+
+    def current(c, values):
         for k in rows:
             _, seg, vi, ci = secs[k]
             for g2 in gates:
                 put(k, g2, float(base[g2][k]))
-            for g2 in c.powers:
-                put(k, g2, 1.0)
+            for g2, x in values.items():
+                put(k, g2, x)
             for gname, val in gbar_values.items():
                 put(k, gname, val)
             seg.v = vi
             if reads_ca:
                 seg.cai = ci
+        h.fcurrent()
+        vals = []
+        for k in rows:
+            try:  # the mechanism's own variable (RANGE, nonspecific, or a POINT_PROCESS's)
+                vals.append(float(get(k, c.variable)))
+            except (AttributeError, LookupError, NameError):
+                if point:
+                    raise
+                vals.append(float(getattr(secs[k][1], c.variable)))  # the ion's current (only this mechanism writes it)
+        return np.asarray(vals)
+
+    for c in info.currents:
+        opened = list(dict.fromkeys(list(c.powers) + list(c.gates)))
+        if not opened or (c.gbar and c.gbar not in gbar_values):
+            continue
         try:
-            h.fcurrent()
-            vals = []
-            for k in rows:
-                seg = secs[k][1]
-                try:  # the mechanism's own variable (RANGE, nonspecific, or a POINT_PROCESS's)
-                    vals.append(float(get(k, c.variable)))
-                except (AttributeError, LookupError, NameError):
-                    if point:
-                        raise
-                    vals.append(float(getattr(seg, c.variable)))  # the ion's current (only this mechanism writes it)
-            out[c.variable] = np.asarray(vals)
+            i1 = current(c, {g: 1.0 for g in opened})
+            out[c.variable] = i1
+            fin = np.isfinite(i1)
+            ok = fin & (np.abs(np.where(fin, i1, 0.0)) > 1e-6 * np.max(np.abs(i1[fin]))) if fin.any() else fin
+            powers[c.variable] = {}
+            for g in opened:
+                if not ok.any():
+                    break
+                ih = current(c, {**{g2: 1.0 for g2 in opened}, g: 0.5})
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    p = np.log(ih[ok] / i1[ok]) / math.log(0.5)
+                pm = float(np.median(p)) if np.isfinite(p).all() else float("nan")
+                exact = np.isfinite(pm) and np.max(np.abs(p - round(pm))) < 1e-6 and round(pm) >= 1
+                powers[c.variable][g] = int(round(pm)) if exact else None
         except (AttributeError, LookupError, NameError, RuntimeError, TypeError):
             pass
         finally:
             for k in rows:
                 for gname in gbar_values:
                     put(k, gname, 0.0)
-    return out
+    return out, powers
 
 
 def plot_curves(curves: ChannelCurves, path, fits: dict | None = None, title: str | None = None) -> Path:

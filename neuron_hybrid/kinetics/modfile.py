@@ -31,6 +31,7 @@ class CurrentInfo:
     powers: dict[str, int] = field(default_factory=dict)  # gate -> exponent
     gbar: str | None = None  # name of the maximal-conductance PARAMETER (S/cm2)
     reversal: str | None = None  # ek, ena, or a PARAMETER name (mV)
+    gates: list[str] = field(default_factory=list)  # every gate in the expression (also those without a found power)
 
 
 @dataclass
@@ -69,7 +70,7 @@ class ModInfo:
     def gate_current(self, gate: str) -> CurrentInfo | None:
         """The current whose conductance uses ``gate`` (the first one), or None."""
         for c in self.currents:
-            if gate in c.powers:
+            if gate in c.powers or gate in c.gates:
                 return c
         return None
 
@@ -200,6 +201,7 @@ def _current_info(variable: str, ion: str | None, expr, info: ModInfo) -> Curren
     import sympy
 
     c = CurrentInfo(variable=variable, ion=ion)
+    c.gates = [g for g in info.gates if sympy.Symbol(g) in expr.free_symbols]
     rest = expr
     for g in info.gates:
         s = sympy.Symbol(g)

@@ -105,6 +105,18 @@ PROCEDURE rates(v (mV)) { UNITSOFF
     UNITSON }
 """
 
+# exponent given by a PARAMETER (not readable from the text): measured in NEURON
+POW_MOD = """
+NEURON { SUFFIX auditpow_nh USEION k READ ek WRITE ik RANGE gbar }
+PARAMETER { gbar = 0.004 (S/cm2) p = 3 }
+ASSIGNED { v (mV) ek (mV) ik (mA/cm2) }
+STATE { n }
+BREAKPOINT { SOLVE states METHOD cnexp
+    ik = gbar*n^p*(v - ek) }
+INITIAL { n = 1/(1 + exp(-(v + 30)/10)) }
+DERIVATIVE states { n' = (1/(1 + exp(-(v + 30)/10)) - n)/3 }
+"""
+
 CELSIUS = 34.0
 
 
@@ -112,11 +124,11 @@ CELSIUS = 34.0
 def styles(h, tmp_path_factory):
     d = tmp_path_factory.mktemp("styles")
     for name, text in (("auditpp_nh", PP_MOD), ("auditexp_nh", EXP_MOD), ("auditnap_nh", NAP_MOD),
-                       ("auditghk_nh", GHK_MOD), ("mismatch_file", MISMATCH_MOD)):
+                       ("auditghk_nh", GHK_MOD), ("mismatch_file", MISMATCH_MOD), ("auditpow_nh", POW_MOD)):
         (d / f"{name}.mod").write_text(text)
     cfg = CurveConfig(v_step_mV=5.0, celsius_degC=CELSIUS, cai_mM=(1e-4, 1e-3))
     return {n: measure_channel_curves(d / f"{n}.mod", mod_dirs=[d], config=cfg)
-            for n in ("auditpp_nh", "auditexp_nh", "auditnap_nh", "auditghk_nh", "mismatch_file")}
+            for n in ("auditpp_nh", "auditexp_nh", "auditnap_nh", "auditghk_nh", "mismatch_file", "auditpow_nh")}
 
 
 def _fit_cfg():
@@ -235,3 +247,10 @@ BREAKPOINT { SOLVE states METHOD cnexp ik = gbar*n*n*(v - ek)
     assert info.parameters == {"gbar": 0.01, "gnabar": 0.1}
     got = {c.variable: (c.ion, c.powers, c.gbar, c.reversal) for c in info.currents}
     assert got == {"ik": ("k", {"n": 2}, "gbar", "ek"), "ina": ("na", {"m": 3, "h": 1}, "gnabar", "ena")}
+
+
+def test_exponent_measured_when_not_readable(styles):
+    n = styles["auditpow_nh"]["n"]
+    np.testing.assert_allclose(n.x_inf, 1 / (1 + np.exp(-(n.v + 30) / 10)), rtol=1e-7)
+    np.testing.assert_allclose(n.tau, 3.0, rtol=1e-7)
+    assert (n.power, n.current, n.gbar) == (3, "ik", pytest.approx(0.004, rel=1e-9))
