@@ -16,6 +16,34 @@ def _kv(items, what):
     return out
 
 
+def _user_errors():
+    """Errors that mean "this input cannot be processed as asked" (printed without a traceback)."""
+    from .kinetics.curves import ChannelCurveError
+    from .kinetics.curves_io import CurvesFileError
+    from .kinetics.gatenet import ChannelFitError
+    from .kinetics.modfile import ModParseError
+    from .runtime.build import BuildError
+
+    return (ChannelCurveError, CurvesFileError, ChannelFitError, ModParseError, BuildError, FileNotFoundError)
+
+
+def _reported(fn):
+    """Run a subcommand; a user error is printed as ``neuron-hybrid <command>: error: ...`` (exit status 2)."""
+    import functools
+    import sys
+
+    @functools.wraps(fn)
+    def run(args):
+        try:
+            return fn(args)
+        except _user_errors() as exc:
+            print(f"neuron-hybrid {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_reported
 def _cmd_channel_curves(args):
     from .kinetics.curves import CurveConfig, channel_curves_command
 
@@ -27,14 +55,27 @@ def _cmd_channel_curves(args):
         cfg = CurveConfig(**d)
     else:
         cfg.v_min_mV, cfg.v_max_mV, cfg.v_step_mV = args.v_min, args.v_max, args.v_step
-        cfg.celsius_degC, cfg.dt_ms, cfg.use_tables = args.celsius, args.dt, args.use_tables
+        cfg.celsius_degC = 6.3 if args.celsius is None else args.celsius
+        cfg.dt_ms, cfg.use_tables = args.dt, args.use_tables
         if args.cai:
             cfg.cai_mM = tuple(args.cai)
         cfg.parameters = _kv(args.param, "--param")
     channel_curves_command(args.channel, args.out, args.mod_dir, cfg, plot=not args.no_plot, verbose=not args.quiet)
+    if args.celsius is None and not args.config_json:
+        import re
+        import sys
+
+        from .kinetics.curves import resolve_channel
+
+        info = resolve_channel(args.channel, args.mod_dir)
+        text = getattr(info, "text", "") or ""
+        if re.search(r"\bcelsius\b", re.sub(r"(?m):.*$", "", text)):
+            print(f"note: the rates of {args.channel} depend on celsius; they were measured at NEURON's default 6.3 degC. "
+                  "Pass --celsius (e.g. 34) for the temperature the model is meant to run at.", file=sys.stderr)
     return 0
 
 
+@_reported
 def _cmd_fit_channel(args):
     from .kinetics.gatenet import GateFitConfig
     from .kinetics.pipeline import FitChannelConfig, fit_channel
@@ -70,7 +111,8 @@ def add_subcommands(subparsers) -> None:
     c.add_argument("--v-step", type=float, default=1.0, help="voltage spacing (mV)")
     c.add_argument("--cai", type=float, nargs="+", metavar="MM",
                    help="cai grid (mM) for calcium-dependent channels (default 17 values, 1e-5..1e-1 mM)")
-    c.add_argument("--celsius", type=float, default=6.3, help="temperature (degC)")
+    c.add_argument("--celsius", type=float, default=None,
+                   help="temperature (degC); default NEURON's 6.3 (a note is printed if the rates depend on it)")
     c.add_argument("--dt", type=float, default=1e-3, help="probe time step (ms)")
     c.add_argument("--use-tables", action="store_true", help="keep the mechanism's rate TABLEs (default: exact rates)")
     c.add_argument("--param", action="append", metavar="NAME=VALUE", help="set a mechanism parameter (repeatable)")

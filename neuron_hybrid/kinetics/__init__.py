@@ -16,12 +16,12 @@ NMODL, and unknown gating from current-clamp traces.
 from .curves import ChannelCurveError, CurveConfig, measure_channel_curves, plot_curves
 from .curves_io import ChannelCurves, CurvesFileError, GateCurve, load_curves, save_curves
 from .distill import DistilledChannel, compare_in_neuron, distill_curves, distill_model
-from .gatenet import GateFitConfig, GatedChannel, GateMLP, fit_gate_networks, gated_channel_from_curves
+from .gatenet import ChannelFitError, GateFitConfig, GatedChannel, GateMLP, fit_gate_networks, gated_channel_from_curves
 from .modfile import ModParseError, parse_mod
 from .pipeline import FitChannelConfig, fit_channel, fit_channel_from_curves
 
 __all__ = ["CurveConfig", "ChannelCurveError", "measure_channel_curves", "plot_curves", "ChannelCurves", "GateCurve",
            "CurvesFileError", "load_curves", "save_curves", "DistilledChannel", "distill_curves", "distill_model",
            "compare_in_neuron", "GateFitConfig", "GatedChannel", "GateMLP", "fit_gate_networks",
-           "gated_channel_from_curves", "ModParseError", "parse_mod", "FitChannelConfig", "fit_channel",
+           "gated_channel_from_curves", "ChannelFitError", "ModParseError", "parse_mod", "FitChannelConfig", "fit_channel",
            "fit_channel_from_curves"]

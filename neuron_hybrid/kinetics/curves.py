@@ -12,6 +12,9 @@ the affine map ``x' = A x + B`` over one step, so
 * ``tau`` from ``A``: ``-dt/ln A`` (``METHOD cnexp``), ``dt A/(1 - A)`` (``derivimplicit``, backward
   Euler), ``dt/(1 - A)`` (``euler``).
 
+At a grid voltage where the MOD file's rates are 0/0 (an unguarded ``x/(1 - exp(-x/k))`` at x = 0) the
+section is clamped 1e-6 mV higher (the continuous limit; listed in the file attribute ``singular_v_mV``).
+
 A third probe checks that the map is affine, and the other gates are checked not to move with ``x``
 (a Markov/KINETIC scheme is not made of independent gates and is refused). Ion concentrations are
 fixed (no pool is inserted; cai is set per section for calcium-dependent mechanisms), reversal
@@ -21,6 +24,7 @@ potentials keep NEURON's defaults, rate TABLEs are switched off (``usetable_<suf
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +35,10 @@ from .modfile import ModInfo, ModParseError, parse_mod, parse_mod_text
 
 __all__ = ["CurveConfig", "ChannelCurveError", "measure_channel_curves", "channel_curves_command", "plot_curves",
            "resolve_channel"]
+
+
+#: offset (mV) of the clamp at grid voltages where the mechanism's rates are 0/0 (NaN): the limit is measured
+NUDGE_MV = 1e-6
 
 
 class ChannelCurveError(ValueError):
@@ -113,7 +121,7 @@ def measure_channel_curves(channel, mod_dirs=(), config: CurveConfig | None = No
     """
     from neuron import h
 
-    from .nrn import ensure_mechanism
+    from .nrn import ensure_mechanism, mechanism_registered, renamed_mod_text
 
     cfg = config or CurveConfig()
     info = resolve_channel(channel, mod_dirs)
@@ -121,9 +129,9 @@ def measure_channel_curves(channel, mod_dirs=(), config: CurveConfig | None = No
         suffix, text, info = info[0], None, None
     else:
         suffix, text = info.suffix, info.text
-        if info.point_process:
-            raise ChannelCurveError(f"{channel}: {suffix} is a POINT_PROCESS; channel-curves measures density "
-                                    "mechanisms (SUFFIX); rewrite it as a density mechanism")
+        if info.point_process and info.text and re.search(r"\bARTIFICIAL_CELL\b", info.text):
+            raise ChannelCurveError(f"{channel}: {suffix} is an ARTIFICIAL_CELL (no membrane current); channel-curves "
+                                    "measures ion channels (SUFFIX or POINT_PROCESS mechanisms)")
         if info.kinetic:
             raise ChannelCurveError(f"{channel}: {suffix} uses a KINETIC (Markov) scheme, not independent HH gates; "
                                     "x_inf/tau per state are not defined for it")
@@ -132,30 +140,25 @@ def measure_channel_curves(channel, mod_dirs=(), config: CurveConfig | None = No
             raise ChannelCurveError(f"{channel}: {suffix} has no gate STATE variables ({what}); channel-curves "
                                     "needs a voltage-gated channel with states x obeying x' = (xinf - x)/xtau")
     h.load_file("stdrun.hoc")
+    name = suffix  # the name the mechanism is used under in this process
     if not ensure_mechanism(h, suffix, None if info is None or info.path is None and _builtin_mod_text(suffix) else text,
                             mod_dirs, verbose=verbose):
-        return _measure_in_fresh_process(channel, mod_dirs, cfg)
+        # a different mechanism of that name is loaded (NEURON's built-in hh, pas, ..., neuron-hybrid's own, or
+        # an earlier file): compile this one under a unique name (NEURON cannot unload or replace a mechanism)
+        import hashlib
+
+        name = f"{suffix}_nh{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+        if not mechanism_registered(h, name):
+            ensure_mechanism(h, name, renamed_mod_text(text, suffix, name), mod_dirs, verbose=verbose, skip_name=suffix)
+        if verbose:
+            print(f"neuron-hybrid: a different mechanism {suffix} is already loaded; measuring this file's {suffix} "
+                  f"compiled as {name}")
     gates = info.gates if info is not None else _state_names_from_neuron(h, suffix)
     if not gates:
         raise ChannelCurveError(f"{suffix} has no STATE variables; channel-curves needs a gated channel")
-    return _measure(h, suffix, info, gates, cfg, str(info.path) if info is not None and info.path else suffix, verbose)
-
-
-def _measure_in_fresh_process(channel, mod_dirs, cfg: CurveConfig) -> ChannelCurves:
-    import json
-    import tempfile
-
-    from .curves_io import load_curves
-    from .nrn import run_isolated
-
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "curves.h5"
-        args = ["channel-curves", str(channel), "--out", str(out), "--no-plot", "--config-json",
-                json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()})]
-        for md in mod_dirs:
-            args += ["--mod-dir", str(md)]
-        run_isolated(args)
-        return load_curves(out)
+    curves = _measure(h, name, info, gates, cfg, str(info.path) if info is not None and info.path else suffix, verbose)
+    curves.mechanism = suffix
+    return curves
 
 
 def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: str, verbose: bool) -> ChannelCurves:
@@ -171,7 +174,17 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
     if has_table:
         saved[table_flag] = getattr(h, table_flag)
     secs = []
+    pps = []  # POINT_PROCESS objects, one per section (kept alive while measuring)
+    point = info is not None and info.point_process
     gbar_names = {c.gbar for c in (info.currents if info is not None else []) if c.gbar}
+    gbar_values = {}  # the conductance parameters' values (restored for the open-channel current)
+
+    def get(k, name):
+        return getattr(pps[k], name) if point else getattr(secs[k][1], f"{name}_{suffix}")
+
+    def put(k, name, val):
+        setattr(pps[k], name, val) if point else setattr(secs[k][1], f"{name}_{suffix}", val)
+
     try:
         h.celsius = cfg.celsius_degC
         h.dt = cfg.dt_ms
@@ -182,17 +195,22 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
                 sec = h.Section(name=f"_nh_vclamp_{len(secs)}")
                 sec.L = sec.diam = 10.0
                 sec.cm = 1e9
-                sec.insert(suffix)
                 seg = sec(0.5)
-                for k, val in cfg.parameters.items():
-                    setattr(seg, f"{k}_{suffix}", val)
+                if point:
+                    pps.append(getattr(h, suffix)(seg))
+                else:
+                    sec.insert(suffix)
+                secs.append((sec, seg, float(vi), float(ci)))
+                k = len(secs) - 1
+                for name, val in cfg.parameters.items():
+                    put(k, name, val)
                 for gname in gbar_names:  # no channel current: V stays exactly at the clamp value
                     try:
-                        setattr(seg, f"{gname}_{suffix}", 0.0)
+                        gbar_values.setdefault(gname, float(get(k, gname)))
+                        put(k, gname, 0.0)
                     except (AttributeError, LookupError, RuntimeError, TypeError):
                         pass
                 seg.v = float(vi)
-                secs.append((sec, seg, float(vi), float(ci)))
         for sec, seg, vi, ci in secs:
             if reads_ca:
                 seg.cai = ci
@@ -201,7 +219,24 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
         for sec, seg, vi, ci in secs:
             if reads_ca:
                 seg.cai = ci
-        base = {g: np.array([getattr(seg, f"{g}_{suffix}") for _, seg, _, _ in secs]) for g in gates}
+        base = {g: np.array([get(k, g) for k in range(len(secs))]) for g in gates}
+        # an unguarded 0/0 in the rates exactly at a grid voltage (e.g. (v + 40)/(1 - exp(-(v + 40)/10)) at -40 mV)
+        # gives NaN states there; a NaN poisons the current, hence V and the other gates, and stops METHOD
+        # derivimplicit ("matrix singular"): those sections are clamped NUDGE_MV higher (the continuous limit)
+        nan_rows = np.flatnonzero(np.any([~np.isfinite(b) for b in base.values()], axis=0))
+        for k in nan_rows:
+            sec, seg, vi, ci = secs[k]
+            secs[k] = (sec, seg, vi + NUDGE_MV, ci)
+            seg.v = vi + NUDGE_MV
+        if len(nan_rows):
+            h.finitialize()
+            for sec, seg, vi, ci in secs:
+                seg.v = vi
+                if reads_ca:
+                    seg.cai = ci
+            base = {g: np.array([get(k, g) for k in range(len(secs))]) for g in gates}
+        nudged = sorted({round(secs[k][2] - NUDGE_MV, 9) for k in nan_rows})
+        base = {g: np.where(np.isfinite(b), b, 0.0) for g, b in base.items()}  # still NaN: hold at 0
         shape = (len(cai_grid), len(v_grid))
         result = {}
         e_rev = {}
@@ -211,19 +246,32 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
                 e_rev[name] = float(getattr(secs[0][1], name))
             except (AttributeError, LookupError, RuntimeError):
                 pass
+        e_par = {}  # reversal potentials that are parameters of the mechanism, as set in NEURON
+        for c in (info.currents if info is not None else []):
+            if c.reversal and c.reversal not in e_rev:
+                try:
+                    e_par[c.reversal] = float(get(0, c.reversal))
+                except (AttributeError, LookupError, NameError, RuntimeError, TypeError):
+                    pass
         it = tqdm(gates, desc=f"voltage clamp {suffix}", disable=not verbose, unit="gate")
         for g in it:
             after = []
             for a in cfg.probes:
                 for k, (sec, seg, vi, ci) in enumerate(secs):
                     for g2 in gates:
-                        setattr(seg, f"{g2}_{suffix}", float(base[g2][k]))
-                    setattr(seg, f"{g}_{suffix}", a)
+                        put(k, g2, float(base[g2][k]))
+                    put(k, g, a)
                     seg.v = vi
                     if reads_ca:
                         seg.cai = ci
-                h.fadvance()
-                after.append({g2: np.array([getattr(seg, f"{g2}_{suffix}") for _, seg, _, _ in secs]) for g2 in gates})
+                try:
+                    h.fadvance()
+                except RuntimeError as exc:
+                    raise ChannelCurveError(
+                        f"{suffix}.{g}: NEURON's integration of the mechanism failed ({exc}); its rates are probably "
+                        "not finite somewhere in the clamp range (an unguarded 0/0 or overflow): guard the rate "
+                        "functions (e.g. vtrap) or narrow --v-min/--v-max") from exc
+                after.append({g2: np.array([get(k, g2) for k in range(len(secs))]) for g2 in gates})
             (a, b, c) = cfg.probes
             xa, xb, xc = after[0][g], after[1][g], after[2][g]
             A = (xa - xb) / (a - b)
@@ -251,7 +299,10 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
             tau = np.where(bad, np.nan, tau)
             x_inf = np.where(bad, np.nan, x_inf)
             result[g] = (x_inf.reshape(shape), tau.reshape(shape))
+        i_open, measured_powers = _open_currents(h, info, gates, secs, base, shape, cai_grid, cfg, reads_ca,
+                                                 gbar_values, get, put, point)
     finally:
+        pps.clear()
         for sec, *_ in secs:
             h.delete_section(sec=sec)
         for k, val in saved.items():
@@ -266,21 +317,104 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
             xi, ta = xi[k], ta[k]
         elif not reads_ca:
             xi, ta = xi[0], ta[0]
-        gc = GateCurve(g, v_grid, xi, ta, cai_grid if dep else None)
+        gc = GateCurve(g, v_grid, xi, ta, cai_grid if dep else None, point_process=point)
         if cur is not None:
             gc.power = cur.powers.get(g)
+            p = measured_powers.get(cur.variable, {}).get(g)
+            if p is not None and p != gc.power:  # NEURON is the reference: i(x = 1/2) = 2^-p i(x = 1)
+                if gc.power is not None:
+                    import warnings
+
+                    warnings.warn(f"{suffix}.{g}: the BREAKPOINT reads as {g}^{gc.power} but NEURON's current scales as "
+                                  f"{g}^{p}; using {p}", stacklevel=2)
+                gc.power = p
             gc.ion = cur.ion or ""
             gc.current = cur.variable
             gc.gbar_name = cur.gbar
-            if cur.gbar and info is not None:
-                gc.gbar = cfg.parameters.get(cur.gbar, info.parameters.get(cur.gbar))
             if cur.reversal in e_rev:
                 gc.e_rev = e_rev[cur.reversal]
+            elif cur.reversal in e_par:
+                gc.e_rev = e_par[cur.reversal]
             elif cur.reversal and info is not None and cur.reversal in info.parameters:
                 gc.e_rev = cfg.parameters.get(cur.reversal, info.parameters[cur.reversal])
+            gc.i_open = i_open.get(cur.variable)
+            # gbar: the effective open-channel conductance measured in NEURON (it includes unit factors such
+            # as 1e-4 for pS/um2 and temperature factors); None when the current is not ohmic or E is unknown
+            g_open = gc.open_conductance()
+            if g_open is not None and np.isfinite(g_open).any():
+                gm = float(np.nanmedian(g_open))
+                if gm > 0 and np.nanmax(np.abs(g_open - gm)) <= 1e-6 * gm:
+                    gc.gbar = gm
         out[g] = gc
-    return ChannelCurves(suffix, out, "neuron", cfg.celsius_degC, source,
-                         {"method": method, "dt_ms": cfg.dt_ms, "use_tables": bool(cfg.use_tables)})
+    extra = {"method": method, "dt_ms": cfg.dt_ms, "use_tables": bool(cfg.use_tables)}
+    if nudged:
+        extra["singular_v_mV"] = np.asarray(nudged, dtype=float)  # measured at v + NUDGE_MV (0/0 in the rates at v)
+    return ChannelCurves(suffix, out, "neuron", cfg.celsius_degC, source, extra)
+
+
+def _open_currents(h, info, gates, secs, base, shape, cai_grid, cfg, reads_ca, gbar_values, get, put,
+                   point) -> tuple[dict, dict]:
+    """Open-channel currents and exponents measured in NEURON, at the default cai.
+
+    Returns ({current variable: (n_v,) current with every gate of that current at 1 and the conductance
+    parameter at its value (mA/cm2; nA for a POINT_PROCESS)}, {current variable: {gate: exponent}}): the
+    exponent p of gate x from i(x = 1/2) = 2^-p i(x = 1) (None if not an integer: x is not a factor x^p).
+    Currents that cannot be read are left out."""
+    out, powers = {}, {}
+    if info is None:
+        return out, powers
+    k0 = int(np.argmin(np.abs(np.log(cai_grid) - math.log(cfg.cai_default_mM)))) if reads_ca else 0
+    rows = range(k0 * shape[1], (k0 + 1) * shape[1])
+
+    def current(c, values):
+        for k in rows:
+            _, seg, vi, ci = secs[k]
+            for g2 in gates:
+                put(k, g2, float(base[g2][k]))
+            for g2, x in values.items():
+                put(k, g2, x)
+            for gname, val in gbar_values.items():
+                put(k, gname, val)
+            seg.v = vi
+            if reads_ca:
+                seg.cai = ci
+        h.fcurrent()
+        vals = []
+        for k in rows:
+            try:  # the mechanism's own variable (RANGE, nonspecific, or a POINT_PROCESS's)
+                vals.append(float(get(k, c.variable)))
+            except (AttributeError, LookupError, NameError):
+                if point:
+                    raise
+                vals.append(float(getattr(secs[k][1], c.variable)))  # the ion's current (only this mechanism writes it)
+        return np.asarray(vals)
+
+    for c in info.currents:
+        opened = list(dict.fromkeys(list(c.powers) + list(c.gates)))
+        if not opened or (c.gbar and c.gbar not in gbar_values):
+            continue
+        try:
+            i1 = current(c, {g: 1.0 for g in opened})
+            out[c.variable] = i1
+            fin = np.isfinite(i1)
+            ok = fin & (np.abs(np.where(fin, i1, 0.0)) > 1e-6 * np.max(np.abs(i1[fin]))) if fin.any() else fin
+            powers[c.variable] = {}
+            for g in opened:
+                if not ok.any():
+                    break
+                ih = current(c, {**{g2: 1.0 for g2 in opened}, g: 0.5})
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    p = np.log(ih[ok] / i1[ok]) / math.log(0.5)
+                pm = float(np.median(p)) if np.isfinite(p).all() else float("nan")
+                exact = np.isfinite(pm) and np.max(np.abs(p - round(pm))) < 1e-6 and round(pm) >= 1
+                powers[c.variable][g] = int(round(pm)) if exact else None
+        except (AttributeError, LookupError, NameError, RuntimeError, TypeError):
+            pass
+        finally:
+            for k in rows:
+                for gname in gbar_values:
+                    put(k, gname, 0.0)
+    return out, powers
 
 
 def plot_curves(curves: ChannelCurves, path, fits: dict | None = None, title: str | None = None) -> Path:

@@ -10,9 +10,13 @@ HDF5 schema (``format = "neuron_hybrid.channel_curves"``, ``format_version = 1``
         x_inf    (n_v,) or (n_cai, n_v)   steady state (1)
         tau      same shape      time constant, ms
         cai      (n_cai,)        only for calcium-dependent gates: intracellular Ca, mM
+        i_open   (n_v,)          optional: the gated current with every gate of that current held at 1
+                                 (open channel), mA/cm2 (nA for a POINT_PROCESS), at the default cai;
+                                 i_open / (V - e_rev) is constant (= gbar) for an ohmic current
         attrs (when known):  power (int exponent in the current), ion ("na", "k", "ca" or "" for a
                              nonspecific current), current (e.g. "ik"), gbar_name, gbar (S/cm2),
-                             e_rev (mV, the reversal potential used), depends_on_cai (bool)
+                             e_rev (mV, the reversal potential used), depends_on_cai (bool),
+                             gbar_unit ("S/cm2"; "uS" for a POINT_PROCESS), point_process (bool)
 
 NaN entries (e.g. a 0/0 singularity that the MOD file does not guard) are allowed; fitting skips them.
 """
@@ -48,6 +52,8 @@ class GateCurve:
     gbar_name: str | None = None
     gbar: float | None = None  # S/cm2
     e_rev: float | None = None  # mV
+    i_open: np.ndarray | None = None  # (n_v,) open-channel current, mA/cm2 (see the module docstring)
+    point_process: bool = False  # measured from a POINT_PROCESS (gbar in uS, i_open in nA)
 
     def __post_init__(self):
         self.v = np.asarray(self.v, dtype=float)
@@ -60,6 +66,19 @@ class GateCurve:
                                   f"{self.v.shape} do not match (x_inf and tau must be (n_v,) or (n_cai, n_v))")
         if self.x_inf.ndim == 2 and (self.cai is None or self.cai.shape[0] != self.x_inf.shape[0]):
             raise CurvesFileError(f"gate {self.name}: 2-D curves need a cai dataset of length {self.x_inf.shape[0]}")
+        if self.i_open is not None:
+            self.i_open = np.asarray(self.i_open, dtype=float)
+            if self.i_open.shape != self.v.shape:
+                raise CurvesFileError(f"gate {self.name}: i_open {self.i_open.shape} does not match v {self.v.shape}")
+
+    def open_conductance(self, e_rev: float | None = None) -> np.ndarray | None:
+        """i_open / (V - E) (S/cm2; NaN within 1 mV of E), or None when i_open or E is unknown."""
+        e = self.e_rev if e_rev is None else e_rev
+        if self.i_open is None or e is None:
+            return None
+        d = self.v - e
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(np.abs(d) > 1.0, self.i_open / d, np.nan)
 
     @property
     def depends_on_cai(self) -> bool:
@@ -70,8 +89,14 @@ class GateCurve:
         if not self.depends_on_cai:
             return self
         k = int(np.argmin(np.abs(np.log(self.cai) - np.log(cai))))
+        if abs(self.cai[k] / cai - 1) > 1e-6:
+            import warnings
+
+            warnings.warn(f"gate {self.name}: cai = {cai:g} mM is not on the measured grid; using the nearest grid value "
+                          f"{self.cai[k]:g} mM (measure at exactly that value with channel-curves --cai {cai:g})",
+                          stacklevel=2)
         return GateCurve(self.name, self.v, self.x_inf[k], self.tau[k], None, self.power, self.ion, self.current,
-                         self.gbar_name, self.gbar, self.e_rev)
+                         self.gbar_name, self.gbar, self.e_rev, self.i_open, self.point_process)
 
 
 @dataclass
@@ -119,7 +144,14 @@ def save_curves(curves: ChannelCurves, path) -> Path:
             gg.create_dataset("tau", data=g.tau)
             if g.cai is not None:
                 gg.create_dataset("cai", data=g.cai)
+            if g.i_open is not None:
+                gg.create_dataset("i_open", data=g.i_open)
             gg.attrs["depends_on_cai"] = bool(g.depends_on_cai)
+            if g.point_process:
+                gg.attrs["point_process"] = True
+                gg.attrs["gbar_unit"] = "uS"
+            elif g.gbar is not None:
+                gg.attrs["gbar_unit"] = "S/cm2"
             for key in ("power", "ion", "current", "gbar_name", "gbar", "e_rev"):
                 val = getattr(g, key)
                 if val is not None:
@@ -162,7 +194,8 @@ def load_curves(path) -> ChannelCurves:
 
             gates[name] = GateCurve(name, gg["v"][()], gg["x_inf"][()], gg["tau"][()],
                                     gg["cai"][()] if "cai" in gg else None, get("power", int), get("ion", str),
-                                    get("current", str), get("gbar_name", str), get("gbar", float), get("e_rev", float))
+                                    get("current", str), get("gbar_name", str), get("gbar", float), get("e_rev", float),
+                                    gg["i_open"][()] if "i_open" in gg else None, bool(a.get("point_process", False)))
         known = {"format", "format_version", "mechanism", "source", "celsius", "mod_file", "v_unit", "tau_unit"}
         extra = {k: v for k, v in f.attrs.items() if k not in known}
         return ChannelCurves(str(f.attrs.get("mechanism", path.stem)), gates, str(f.attrs.get("source", "")),

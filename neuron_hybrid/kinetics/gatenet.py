@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["GateFitConfig", "GateMLP", "GatedChannel", "GateEnsemble", "fit_gate_networks", "gated_channel_from_curves"]
+__all__ = ["ChannelFitError", "GateFitConfig", "GateMLP", "GatedChannel", "GateEnsemble", "fit_gate_networks", "gated_channel_from_curves"]
 
 
 @dataclass
@@ -216,37 +216,75 @@ def fit_gate_networks(v: np.ndarray, x_inf: np.ndarray, tau: np.ndarray, config:
     return [ens.extract(k, cfg) for k in range(G)], info
 
 
+class ChannelFitError(ValueError):
+    """The curves cannot be fitted as asked (message names the problem and the fix)."""
+
+
 def gated_channel_from_curves(curves, config: Optional[GateFitConfig] = None, *, current: Optional[str] = None,
-                              cai_mM: Optional[float] = None, progress: bool = False):
+                              cai_mM: Optional[float] = None, progress: bool = False,
+                              gbar_S_cm2: Optional[float] = None, e_rev_mV: Optional[float] = None):
     """Fit gate networks to the gates of one current in ``curves`` and build the learned current.
 
     current: which current (e.g. ``"ik"``) when the mechanism has several (default: the first with gates).
     cai_mM: for calcium-dependent gates, the cai at which the curves are taken (the contract's rates
     depend on V only). Returns (GatedChannel, info) with info as in :func:`fit_gate_networks` plus
     ``gate_names``, ``powers``, ``gbar``, ``e_rev``, ``current``.
+    gbar_S_cm2, e_rev_mV: overrides of the maximal conductance and reversal potential. The learned current is
+    ohmic, ``gbar * prod(x^p) * (V - E)``; a current measured not to be (``i_open``: an instantaneous
+    voltage-dependent factor, a GHK driving force, a POINT_PROCESS in uS) is refused unless ``gbar_S_cm2``
+    is given, which fits the gates with that ohmic approximation.
     """
     groups = {k: g for k, g in curves.currents().items()}
     if current is None:
         current = next(iter(groups))
     if current not in groups:
-        raise ValueError(f"{curves.mechanism} has no current {current!r}; choose one of {sorted(groups)}")
+        raise ChannelFitError(f"{curves.mechanism} has no current {current!r}; choose one of {sorted(groups)}")
     gates = groups[current]
     sel = []
     for g in gates:
         if g.depends_on_cai:
             if cai_mM is None:
-                raise ValueError(f"gate {g.name} of {curves.mechanism} depends on cai; a learned current's rates depend "
+                raise ChannelFitError(f"gate {g.name} of {curves.mechanism} depends on cai; a learned current's rates depend "
                                  "on V only: pass cai_mM (fit-channel --cai) to fit it at a fixed calcium concentration")
             g = g.at_cai(cai_mM)
         sel.append(g)
     for g in sel:
         if g.power is None:
-            raise ValueError(f"the exponent of gate {g.name} is unknown (not found in the MOD file's BREAKPOINT); "
+            raise ChannelFitError(f"the exponent of gate {g.name} is unknown (not found in the MOD file's BREAKPOINT); "
                              "give it with fit-channel --power GATE=P")
-    gbar = sel[0].gbar if sel[0].gbar is not None else 1.0
-    e_rev = sel[0].e_rev
+    g0 = sel[0]
+    e_rev = g0.e_rev if e_rev_mV is None else float(e_rev_mV)
+    where = f"current {current} of {curves.mechanism}"
+    if gbar_S_cm2 is not None:
+        gbar = float(gbar_S_cm2)
+    else:
+        if g0.point_process:
+            raise ChannelFitError(f"{curves.mechanism} is a POINT_PROCESS (conductance {g0.gbar_name} = {g0.gbar} uS); the "
+                             "learned current and the distilled mechanism are density mechanisms: give the maximal "
+                             "conductance density with fit-channel --gbar S_PER_CM2")
+        if e_rev is None and g0.i_open is not None:
+            raise ChannelFitError(f"{where} has no (V - E) driving force in its BREAKPOINT (e.g. a GHK current "
+                             f"{g0.gbar_name or 'p'}*...*ghk(v, cai, cao)); fit-channel's learned and distilled currents "
+                             "are ohmic, gbar*prod(x^p)*(V - E): to fit the gates with an ohmic approximation give "
+                             "fit-channel --e-rev MV and --gbar S_PER_CM2")
+        g_open = g0.open_conductance(e_rev)
+        if g_open is not None and np.isfinite(g_open).any():
+            lo, hi = float(np.nanmin(g_open)), float(np.nanmax(g_open))
+            if not (lo > 0 and hi - lo <= 1e-6 * hi):
+                raise ChannelFitError(
+                    f"{where} is not gbar*prod(x^p)*(V - E) in the gates {[g.name for g in sel]}: with every gate "
+                    f"open its conductance i/(V - E) still varies with V ({lo:.3g} .. {hi:.3g} S/cm2 over "
+                    f"{g0.v[0]:g}..{g0.v[-1]:g} mV). The BREAKPOINT has an instantaneous voltage-dependent factor "
+                    "that is not a STATE (such as minf of a persistent Na channel) or a non-ohmic driving force "
+                    "(GHK). Make that factor a STATE gate (m' = (minf - m)/mtau with a small mtau) in the MOD file "
+                    "and measure again, or give fit-channel --gbar S_PER_CM2 to fit the STATE gates alone with an "
+                    "ohmic approximation that leaves the factor out")
+        gbar = g0.gbar
+        if gbar is None:
+            raise ChannelFitError(f"the maximal conductance of {where} is unknown (conductance parameter "
+                             f"{g0.gbar_name or 'not found'} in the BREAKPOINT); give it with fit-channel --gbar S_PER_CM2")
     if e_rev is None:
-        raise ValueError(f"the reversal potential of {current} is unknown; give it with fit-channel --e-rev MV")
+        raise ChannelFitError(f"the reversal potential of {current} is unknown; give it with fit-channel --e-rev MV")
     cfg = config or GateFitConfig()
     v = sel[0].v
     cfg.v_min_mV, cfg.v_max_mV = float(v.min()), float(v.max())

@@ -31,6 +31,7 @@ class CurrentInfo:
     powers: dict[str, int] = field(default_factory=dict)  # gate -> exponent
     gbar: str | None = None  # name of the maximal-conductance PARAMETER (S/cm2)
     reversal: str | None = None  # ek, ena, or a PARAMETER name (mV)
+    gates: list[str] = field(default_factory=list)  # every gate in the expression (also those without a found power)
 
 
 @dataclass
@@ -69,7 +70,7 @@ class ModInfo:
     def gate_current(self, gate: str) -> CurrentInfo | None:
         """The current whose conductance uses ``gate`` (the first one), or None."""
         for c in self.currents:
-            if gate in c.powers:
+            if gate in c.powers or gate in c.gates:
                 return c
         return None
 
@@ -145,7 +146,9 @@ def parse_mod_text(text: str, path: Path | None = None) -> ModInfo:
     gates = [s for s in states if s not in concentrations]
     meth = re.search(r"SOLVE\s+\w+\s+METHOD\s+(\w+)", clean)
     params: dict[str, float] = {}
-    for pm in re.finditer(r"(?m)^\s*(\w+)\s*=\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)", _block(clean, "PARAMETER") or ""):
+    # several "name = value (units)" may share a line
+    for pm in re.finditer(r"(?<![\w.])([A-Za-z_]\w*)\s*=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)",
+                          _block(clean, "PARAMETER") or ""):
         try:
             params[pm.group(1)] = float(pm.group(2))
         except ValueError:
@@ -169,15 +172,21 @@ def _currents(clean: str, info: ModInfo) -> list[CurrentInfo]:
     env: dict[str, object] = {}
     locs = {"exp": sympy.exp, "pow": sympy.Pow, "fabs": sympy.Abs, "log": sympy.log, "sqrt": sympy.sqrt}
     out = []
-    for raw in body.splitlines():
-        line = raw.strip()
+    # statements: NMODL needs no separator, so "SOLVE states METHOD cnexp ik = gbar*n*(v - ek)" or
+    # "gk = gbar*n*n  ik = gk*(v - ek)" may share a line; split before every "name =" (not ==, <=, >=, !=)
+    body = re.sub(r"\bSOLVE\s+\w+(?:\s+(?:METHOD|STEADYSTATE)\s+\w+)*", "\n", body)
+    pieces = [p.strip() for line in body.splitlines() for p in re.split(r"(?=\b[A-Za-z_]\w*\s*=(?!=))", line)]
+    for line in pieces:
         am = re.match(r"^(\w+)\s*=\s*(.+)$", line)
-        if not am or line.startswith(("if", "else", "SOLVE")):
+        if not am or line.startswith(("if", "else")):
             continue
         lhs, rhs = am.group(1), am.group(2).replace("^", "**")
+        names = {}
+        for k in re.findall(r"[A-Za-z_]\w*", rhs):
+            if k not in locs:  # a FUNCTION of the file (e.g. ghk(v, cai, cao)) stays an opaque factor
+                names[k] = sympy.Function(k) if re.search(r"\b" + k + r"\s*\(", rhs) else sympy.Symbol(k)
         try:
-            expr = sympy.sympify(rhs, locals={**locs, **{k: sympy.Symbol(k) for k in re.findall(r"[A-Za-z_]\w*", rhs)
-                                                        if k not in locs}})
+            expr = sympy.sympify(rhs, locals={**locs, **names})
             expr = expr.subs({sympy.Symbol(k): e for k, e in env.items()})
         except (sympy.SympifyError, TypeError, SyntaxError, AttributeError):
             env.pop(lhs, None)
@@ -192,6 +201,7 @@ def _current_info(variable: str, ion: str | None, expr, info: ModInfo) -> Curren
     import sympy
 
     c = CurrentInfo(variable=variable, ion=ion)
+    c.gates = [g for g in info.gates if sympy.Symbol(g) in expr.free_symbols]
     rest = expr
     for g in info.gates:
         s = sympy.Symbol(g)

@@ -8,8 +8,9 @@ MOD file is therefore used as follows:
 * not registered: if it is one of neuron-hybrid's own MOD files and the neuron-hybrid library is not
   loaded yet, load that library (cached); otherwise compile the file (with the other MOD files of
   ``mod_dirs``) on its own into a cached library (``$NEURON_HYBRID_CACHE/kinetics-<hash>``) and load it;
-* registered with a *different* text (e.g. an edited copy of ``hh_nh.mod``): return ``None``; the
-  caller runs the measurement in a fresh Python process (:func:`run_isolated`).
+* registered with a *different* text (an edited copy of NEURON's ``hh.mod``, a published file whose
+  SUFFIX is also one of neuron-hybrid's, such as ``Ih``): return ``False``; the caller compiles the text
+  under a unique name (:func:`renamed_mod_text`).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from ..runtime.build import BuildError, _file_lock, _nrnivmodl, _run, cache_root, loaded_library, package_mod_dir
 
-__all__ = ["mechanism_registered", "ensure_mechanism", "compile_mod_files", "BuildError"]
+__all__ = ["mechanism_registered", "ensure_mechanism", "compile_mod_files", "renamed_mod_text", "BuildError"]
 
 _loaded_texts: dict[str, str] = {}  # suffix -> source text we loaded ourselves
 
@@ -99,11 +100,29 @@ def compile_mod_files(files: dict[str, str], *, verbose: bool = False) -> Path:
     return target
 
 
-def ensure_mechanism(h, suffix: str, text: str | None, mod_dirs=(), *, verbose: bool = False) -> bool:
+def _declared_name(path=None, text: str | None = None) -> str | None:
+    """The SUFFIX / POINT_PROCESS name declared in a MOD file or text (comments ignored), or None."""
+    import re
+
+    if text is None:
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError:
+            return None
+    text = re.sub(r"(?ms)^\s*COMMENT\b.*?^\s*ENDCOMMENT\b", "", text)
+    text = "\n".join(line.split(":", 1)[0] for line in text.splitlines())
+    m = re.search(r"\b(?:SUFFIX|POINT_PROCESS|ARTIFICIAL_CELL)\s+(\w+)", text)
+    return m.group(1) if m else None
+
+
+def ensure_mechanism(h, suffix: str, text: str | None, mod_dirs=(), *, verbose: bool = False,
+                     skip_name: str | None = None) -> bool:
     """Make ``suffix`` usable in this process (see the module docstring).
 
     ``text`` is the MOD source (None for a mechanism given by name). Returns False when a different
-    mechanism of that name is already loaded (the caller should use a fresh process).
+    mechanism of that name is already loaded (the caller compiles it under another name, see
+    :func:`renamed_mod_text`). ``skip_name``: a mechanism name not to compile from ``mod_dirs`` (the
+    original name of a renamed channel).
     """
     import neuron
 
@@ -131,13 +150,15 @@ def ensure_mechanism(h, suffix: str, text: str | None, mod_dirs=(), *, verbose: 
     files = {f"{suffix}.mod": text}
     for d in mod_dirs:
         for p in sorted(Path(d).glob("*.mod")):
-            if p.stem != suffix and not mechanism_registered(h, p.stem):
-                files.setdefault(p.name, p.read_text())
+            other = _declared_name(p) or p.stem  # the file name need not match its SUFFIX (kdrca1.mod: SUFFIX kdr)
+            if other in (suffix, skip_name) or _norm(p.read_text()) == _norm(text) or mechanism_registered(h, other):
+                continue
+            files.setdefault(p.name if p.stem != suffix else f"{other}_.mod", p.read_text())
     folder = compile_mod_files(files, verbose=verbose)
     if not neuron.load_mechanisms(str(folder), warn_if_already_loaded=False):
         raise BuildError(f"NEURON could not load {folder}")
     for name, t in files.items():
-        _loaded_texts[Path(name).stem] = t
+        _loaded_texts[_declared_name(text=t) or Path(name).stem] = t
     if not mechanism_registered(h, suffix):
         raise BuildError(f"{suffix} was compiled but is not registered; does the file's SUFFIX match its name?")
     return True
@@ -148,3 +169,14 @@ def run_isolated(args: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-m", "neuron_hybrid.kinetics", *args], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"channel measurement in a fresh process failed:\n{proc.stderr[-3000:]}")
+
+
+def renamed_mod_text(text: str, suffix: str, new: str) -> str:
+    """``text`` with its ``SUFFIX``/``POINT_PROCESS`` name ``suffix`` replaced by ``new`` (comments untouched
+    elsewhere do not matter: only the declaration names the mechanism)."""
+    import re
+
+    out, n = re.subn(r"(\b(?:SUFFIX|POINT_PROCESS)\s+)" + re.escape(suffix) + r"\b", lambda m: m.group(1) + new, text)
+    if n == 0:
+        raise ValueError(f"could not find 'SUFFIX {suffix}' in the MOD text to rename it")
+    return out

@@ -78,7 +78,8 @@ def fit_channel_from_curves(curves: ChannelCurves, out_dir, config: FitChannelCo
     names = list(cfg.currents) if cfg.currents else list(groups)
     report = {"mechanism": curves.mechanism, "source": curves.source, "currents": {}}
     for cur in names:
-        model, info = gated_channel_from_curves(curves, cfg.gate, current=cur, cai_mM=cfg.cai_mM, progress=cfg.progress)
+        model, info = gated_channel_from_curves(curves, cfg.gate, current=cur, cai_mM=cfg.cai_mM, progress=cfg.progress,
+                                                gbar_S_cm2=cfg.gbar_S_cm2, e_rev_mV=cfg.e_rev_mV)
         stem = f"{_safe(curves.mechanism)}_{_safe(cur)}"
         suffix = cfg.suffix if (cfg.suffix and len(names) == 1) else (
             f"{cfg.suffix}_{_safe(cur)}" if cfg.suffix else f"{stem}_fit")
