@@ -18,7 +18,6 @@ import hashlib
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -162,13 +161,6 @@ def ensure_mechanism(h, suffix: str, text: str | None, mod_dirs=(), *, verbose: 
     if not mechanism_registered(h, suffix):
         raise BuildError(f"{suffix} was compiled but is not registered; does the file's SUFFIX match its name?")
     return True
-
-
-def run_isolated(args: list[str]) -> None:
-    """Run ``python -m neuron_hybrid.kinetics <args>`` in a fresh process (raises on failure)."""
-    proc = subprocess.run([sys.executable, "-m", "neuron_hybrid.kinetics", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"channel measurement in a fresh process failed:\n{proc.stderr[-3000:]}")
 
 
 def renamed_mod_text(text: str, suffix: str, new: str) -> str:
