@@ -228,6 +228,35 @@ LINOID = Family("linoid", "tau", ("c", "a", "vh1", "k1", "b", "vh2", "k2"), _lin
                 "c + 1/(a*(v-vh1)/(1-exp(-(v-vh1)/k1)) + b*exp(-(v-vh2)/k2))")
 
 
+def _lin2_inits(v, y):
+    mx, mn = _tau_scale(y)
+    r = 1.0 / max(mn, 1e-6)
+    out = []
+    vpk = float(v[int(np.nanargmax(y))])
+    for vh in sorted({vpk, *_vh_grid(v)[::3]}):
+        for k in (5.0, 10.0, 20.0):
+            out.append([1e-6, 0.1 * r / k, vh, k, 0.1 * r / k, vh, k])
+    return out
+
+
+def _linoid2_tau(v, p):
+    c, a, vh1, k1, b, vh2, k2 = p
+    alpha = a * k1 * _linoid((v - vh1) / k1)
+    beta = b * k2 * _linoid(-(v - vh2) / k2)
+    return c + 1.0 / (alpha + beta)
+
+
+def _linoid2_expr(p):
+    c, a, vh1, k1, b, vh2, k2 = map(_f, p)
+    return c + 1 / (a * vtrap(-(VSYM - vh1), k1) + b * vtrap(VSYM - vh2, k2))
+
+
+#: both rates linoid (alpha rising, beta falling), as in the trap0/vtrap rates of Mainen- and Traub-style files
+LINOID2 = Family("linoid2", "tau", ("c", "a", "vh1", "k1", "b", "vh2", "k2"), _linoid2_tau, _linoid2_expr, _lin2_inits,
+                 (0.0, 1e-9, -250.0, 0.5, 1e-9, -250.0, 0.5), (1e7, 1e4, 250.0, 200.0, 1e4, 250.0, 200.0),
+                 "c + 1/(a*(v-vh1)/(1-exp(-(v-vh1)/k1)) + b*(vh2-v)/(1-exp((v-vh2)/k2)))")
+
+
 def _thermo_tau(v, p):
     d = (v - p[1]) / 50.0
     p1 = p[2] * d + p[3] * d**2 + p[4] * d**3 + p[5] * d**4
@@ -338,7 +367,7 @@ EXPSIG_TAU = Family("expsig_ab", "tau", ("c", "a", "k1", "b", "v2", "k2"), _est,
                     "c + 1/(a*exp(-v/k1) + b/(1+exp(-(v-v2)/k2)))")
 
 X_INF_FAMILIES = (BOLTZMANN, GSIGMOID, LINOID_X, EXPSIG_X)
-TAU_FAMILIES = (CONSTANT, EXPONENTIAL, SIGMOID_TAU, BELL, GAUSSIAN, LINOID, EXPSIG_TAU)
+TAU_FAMILIES = (CONSTANT, EXPONENTIAL, SIGMOID_TAU, BELL, GAUSSIAN, LINOID, LINOID2, EXPSIG_TAU)
 
 
 def _residual_fn(fam: Family, v, y):

@@ -109,14 +109,17 @@ def fit_channel_from_curves(curves: ChannelCurves, out_dir, config: FitChannelCo
             cmp = compare_in_neuron(pt, distilled)
             entry["hybrid_vs_distilled_max_abs_dv_mV"] = cmp["max_abs_dv_mV"]
             entry["check_spikes"] = cmp["spikes"]
+            entry["check_spikes_distilled"] = len(cmp["spike_times_distilled_ms"])
+            entry["check_max_spike_shift_ms"] = cmp["max_spike_shift_ms"]
         report["currents"][cur] = entry
         if cfg.progress:
             print(f"{curves.mechanism} {cur}: {pt.name}, {mod.name}, {png.name}")
             for line in distilled.formulas():
                 print("   " + line)
             if cfg.check:
-                print(f"   hybrid vs distilled in NEURON: max |dV| = {entry['hybrid_vs_distilled_max_abs_dv_mV']:.3g} mV "
-                      f"({entry['check_spikes']} spikes)")
+                print(f"   hybrid vs distilled in NEURON: max |dV| = {entry['hybrid_vs_distilled_max_abs_dv_mV']:.3g} mV; "
+                      f"spikes {entry['check_spikes']} vs {entry['check_spikes_distilled']}, max spike-time shift "
+                      f"{entry['check_max_spike_shift_ms']:.3g} ms")
     report["config"] = json.loads(json.dumps(asdict(cfg), default=str))
     (out / "fit_report.json").write_text(json.dumps(report, indent=1, default=float))
     return report

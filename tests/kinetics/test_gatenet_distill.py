@@ -83,6 +83,41 @@ def test_closed_form_selection_recovers_known_forms():
     assert "tau(v) =" in best.formula()
 
 
+def _trap0(v, th, a, q):
+    """NaN at the 0/0 point v = th (dropped by the fits)."""
+    with np.errstate(invalid="ignore"):
+        return a * (v - th) / (1 - np.exp(-(v - th) / q))
+
+
+def test_double_linoid_tau_distils_exactly_into_nmodl(h):
+    """Mainen-style rates (both alpha and beta linoid, trap0): the linoid2 family is selected, recovers the
+    rate constants, and the compiled NMODL evaluates tau as the analytic formula does (NEURON vs NumPy)."""
+    import neuron
+
+    from neuron_hybrid.kinetics.nrn import compile_mod_files
+
+    v = np.linspace(-100, 60, 161)  # includes the 0/0 points -35 and +35 mV of trap0
+    a, b = _trap0(v, -35.0, 0.182, 9.0), _trap0(-v, 35.0, 0.124, 9.0)
+    tau, x_inf = 1 / (a + b), a / (a + b)
+    best, fits = select(v, tau, "tau")
+    assert best.family.name == "linoid2" and best.rmse < 1e-8, (best.family.name, best.rmse)
+    p = dict(zip(best.family.params, best.params))
+    assert (p["a"], p["vh1"], p["k1"], p["b"], p["vh2"], p["k2"]) == pytest.approx((0.182, -35, 9, 0.124, -35, 9), rel=1e-5)
+    assert min(f.rmse for f in fits if f.family.name != "linoid2") > 1e-3  # no other family gets it
+    d = distill_curves(v, {"m": (x_inf, tau)}, {"m": 3}, 0.1, 50.0, "na", "lin2_test")
+    neuron.load_mechanisms(str(compile_mod_files({"lin2_test.mod": d.mod_text()})), warn_if_already_loaded=False)
+    sec = h.Section(name="lin2")
+    sec.insert("lin2_test")
+    got = []
+    for vv in (-80.0, -35.0, -20.0, 0.0, 35.0):
+        h.finitialize(vv)
+        got.append(sec(0.5).mtau_lin2_test)
+    want = 1 / (_trap0(np.array([-80.0, -35 + 1e-9, -20, 0, 35 + 1e-9]), -35.0, 0.182, 9.0)
+                + _trap0(-np.array([-80.0, -35 + 1e-9, -20, 0, 35 + 1e-9]), 35.0, 0.124, 9.0))
+    assert np.allclose(got, want, rtol=1e-6), (got, want)
+    h.delete_section(sec=sec)
+
+
 def test_distilled_mod_compiles_and_matches(h, tmp_path, hh_curves):
     """Closed forms distilled from hh's K curves: NMODL compiled by NEURON, run against the exact learned hh K."""
     g = hh_curves["n"]
@@ -94,6 +129,7 @@ def test_distilled_mod_compiles_and_matches(h, tmp_path, hh_curves):
     r = compare_in_neuron(exact, d)
     assert r["spikes"] >= 2
     assert r["max_abs_dv_mV"] < 1e-3, r["max_abs_dv_mV"]
+    assert len(r["spike_times_distilled_ms"]) == r["spikes"] and r["max_spike_shift_ms"] < 1e-4
 
 
 def test_fit_channel_writes_pt_mod_plot(h, hh_curves, tmp_path):
