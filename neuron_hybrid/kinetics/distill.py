@@ -134,6 +134,7 @@ def compare_in_neuron(learned_file, distilled: DistilledChannel, *, amp_nA: floa
     import neuron
     from neuron import h
 
+    from ..bench.metrics import spike_times
     from ..runtime.learned_current import LearnedCurrent
     from .nrn import compile_mod_files, mechanism_registered
 
@@ -172,14 +173,8 @@ def compare_in_neuron(learned_file, distilled: DistilledChannel, *, amp_nA: floa
     for sec, _ in cells:
         h.delete_section(sec=sec)
     tt = t.as_numpy().copy()
-    sa, sb = _crossings(tt, va), _crossings(tt, vb)
+    sa, sb = spike_times(tt, va), spike_times(tt, vb)
     shift = float(np.max(np.abs(sa - sb))) if len(sa) == len(sb) and len(sa) else (0.0 if len(sa) == len(sb) else math.nan)
     return {"max_abs_dv_mV": float(np.max(np.abs(va - vb))), "t": tt, "v_hybrid": va, "v_distilled": vb,
             "spikes": len(sa), "spike_times_hybrid_ms": sa, "spike_times_distilled_ms": sb, "max_spike_shift_ms": shift}
 
-
-def _crossings(t, v, threshold: float = 0.0) -> np.ndarray:
-    """Times (ms) of upward crossings of ``threshold`` (mV), linearly interpolated."""
-    k = np.nonzero((v[1:] > threshold) & (v[:-1] <= threshold))[0]
-    f = (threshold - v[k]) / (v[k + 1] - v[k])
-    return t[k] + f * (t[k + 1] - t[k])
