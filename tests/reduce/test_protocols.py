@@ -33,3 +33,17 @@ def test_recovery_protocols_join_the_training_set_only(tmp_path):
     t = np.arange(0.0, 700.0, 0.025)
     for a, b in zip(back, rec):
         np.testing.assert_array_equal(a.waveform(t), b.waveform(t))
+
+
+def test_scale_amplitudes_scales_every_current_waveform_exactly():
+    """The benchmark's input-perturbation reference: steps, ramps, OU noise (same realisation) and composites."""
+    from neuron_hybrid.bench.reduction import scale_amplitudes
+
+    scale = ProtocolScale(0.25, v_rest_mV=-70.0)
+    for p in held_out_protocols(scale) + recovery_protocols(scale):
+        q = scale_amplitudes(p, 1.002)
+        t = np.arange(0.0, p.tstop_ms, 0.025)
+        w = p.waveform(t)
+        assert np.abs(w).max() > 0
+        np.testing.assert_allclose(q.waveform(t), 1.002 * w, rtol=1e-12, atol=1e-15)
+        assert q.tstop_ms == p.tstop_ms

@@ -95,13 +95,16 @@ def test_benchmark_report_with_reference_ceiling(reduced_dir, tmp_path):
     report = tmp_path / "report"
     out = run_benchmark(reduced_dir, report, repeats=1, timing_ms=20.0, workers=1, log=lambda m: None,
                         reference_ceiling=True)
-    for name in ("metrics.json", "report.md", "traces.png", "latents.png", "held_out.h5", "held_out_half_dt.h5"):
+    for name in ("metrics.json", "report.md", "traces.png", "latents.png", "held_out.h5", "held_out_half_dt.h5",
+                 "held_out_input_plus_0.2pct.h5"):
         assert (report / name).stat().st_size > 0, name
     assert json.loads((report / "metrics.json").read_text())["summary"]["speedup"] == pytest.approx(out["summary"]["speedup"])
     for r in out["protocols"]:
         # two valid solutions of the same passive cell (dt and dt/2) agree to a few hundredths of a mV ...
         assert r["reference"]["subthreshold_rmse_mV"] < 0.05
         assert r["reference"]["spike_count_error"] == 0 and r["n_spikes_ref"] == 0
+        # a passive cell is linear: 0.2 % more input moves V by 0.2 % of its deflection from rest (< 0.1 mV here)
+        assert 0.0 < r["reference_input_plus_0.2pct"]["subthreshold_rmse_mV"] < 0.1
         # ... and the reduced cell is within the 1 mV of the full one
         assert r["subthreshold_rmse_mV"] < 1.0
         assert not r["runaway"]
