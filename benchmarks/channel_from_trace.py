@@ -20,6 +20,7 @@ Reduced run: python benchmarks/channel_from_trace.py --seeds 2 --conditions 0:0 
 """
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -97,7 +98,12 @@ def main(argv=None):
             gam[name] = member_gamma(vt.numpy(), vh.numpy(), dt, dur)
     held = np.mean([rm[k] for k in tests if k != "train"], axis=0)
     held_gamma = np.nanmean([gam[k] for k in tests if k != "train"], axis=0)
-    sens = criterion_sensitivity(model, learned, {k: v for k, v in tests.items() if k != "train"}, dt)
+    held_tests = {k: v for k, v in tests.items() if k != "train"}
+    sens = criterion_sensitivity(model, learned, held_tests, dt)
+    fracs = sorted({c[0] for c in conds if c[0] > 0} | {0.01, 0.05, 0.1})
+    bound = [row for fam in ("shift_tau", "flex") for row in
+             noise_bound(model, learned, args.learn, stim[:1], dt, held_tests, fracs, fam,
+                         conductance=not args.fixed_conductance)]
     rows = []
     print(f"\n{args.model}, learned {args.learn} gates {learned}; {M} members trained together in {train_s:.0f} s")
     print(f"{'noise':>6} {'misspec':>8} {'seeds':>5} {'converged':>9} {'median held-out RMSE':>21} {'median train RMSE':>18}"
@@ -120,6 +126,13 @@ def main(argv=None):
         print(f"  shift {row['shift_mV']:5.2f} mV, tau x{row['tau_factor']:.3f}: {row['heldout_rmse_mV']:6.2f} mV, "
               f"Gamma {row['heldout_gamma']:.2f}  "
               f"(per test {row['per_test_rmse_mV']})")
+    print("\nnoise bound (Cramer-Rao, training trace): sd of the learned gates' parameters that no unbiased estimator can "
+          "beat, and the held-out error of the truth perturbed by draws from it")
+    for row in bound:
+        sds = ", ".join(f"{k} " + (f"{v:.3g}" if np.isscalar(v) else f"{v[0]:.3g}-{v[1]:.3g}") for k, v in row["bound_sd"].items())
+        print(f"  {row['family']:9s} noise {row['noise_sd_frac']:.2f} (sigma {row['sigma_mV']:.2f} mV): sd {sds}; held-out RMSE median "
+              f"{row['median_heldout_rmse_mV']:.2f} mV, < 2 mV in {row['fraction_rmse_below_2mV']:.0%}, "
+              f"Gamma >= 0.9 in {row['fraction_gamma_0.9']:.0%}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     vgrid = np.linspace(-100, 60, 161)
@@ -130,7 +143,7 @@ def main(argv=None):
     (out / "seed_table.json").write_text(json.dumps({"model": args.model, "learn": args.learn, "quick": args.quick,
                                                      "train_seconds": train_s, "config": cfg.__dict__, "rows": rows,
                                                      "visited_mV": [float(v_clean.min()), float(v_clean.max())],
-                                                     "criterion_sensitivity": sens,
+                                                     "criterion_sensitivity": sens, "noise_bound": bound,
                                                      "rmse_by_test": {k: v.tolist() for k, v in rm.items()},
                                                      "gamma_by_test": {k: v.tolist() for k, v in gam.items()}},
                                                     indent=1, default=str))
@@ -138,17 +151,136 @@ def main(argv=None):
 
 
 class _PerturbedTruth(torch.nn.Module):
-    """The true curves of the learned gates, shifted by ``shift_mV`` along V and with tau scaled by ``tau_factor``."""
+    """The true curves of the learned gates, shifted by ``shift_mV`` along V and with tau scaled by ``tau_factor``:
+    floats (every gate, every member) or {gate: tensor [M]} (per gate and member)."""
 
     def __init__(self, model, gates, shift_mV, tau_factor):
         super().__init__()
         self.model, self.gates, self.shift, self.factor = model, gates, shift_mV, tau_factor
 
+    @staticmethod
+    def _of(x, g):
+        x = x[g] if isinstance(x, dict) else x
+        return x.reshape(-1, 1) if torch.is_tensor(x) else x
+
     def forward(self, v):
         from neuron_hybrid.kinetics.trace import _known_rates
 
-        r = _known_rates(self.model, v - self.shift, ())
-        return {g: (r[g][0], r[g][1] * self.factor) for g in self.gates}
+        out = {}
+        for g in self.gates:
+            r = _known_rates(self.model, v - self._of(self.shift, g), ())[g]
+            out[g] = (r[0], r[1] * self._of(self.factor, g))
+        return out
+
+
+class _FlexTruth(torch.nn.Module):
+    """The true curves of the learned gates bent by Gaussian bumps along V: logit x_inf + sum_k a_k phi_k(V),
+    ln tau + sum_k b_k phi_k(V), phi_k = exp(-(V - c_k)^2 / (2 w^2)); a, b: {gate: tensor [M, K]}."""
+
+    def __init__(self, model, gates, a, b, centers_mV, width_mV):
+        super().__init__()
+        self.model, self.gates, self.a, self.b = model, gates, a, b
+        self.c, self.w = torch.as_tensor(centers_mV, dtype=torch.float64), float(width_mV)
+
+    def forward(self, v):
+        from neuron_hybrid.kinetics.trace import _known_rates
+
+        phi = torch.exp(-0.5 * ((v - self.c) / self.w) ** 2)  # [M, K] (v: [M, 1])
+        r = _known_rates(self.model, v, ())
+        out = {}
+        for g in self.gates:
+            x = r[g][0].clamp(1e-12, 1 - 1e-12)
+            da = (self.a[g] * phi).sum(1, keepdim=True)
+            db = (self.b[g] * phi).sum(1, keepdim=True)
+            out[g] = (torch.sigmoid(torch.logit(x) + da), r[g][1] * torch.exp(db))
+        return out
+
+
+#: Gaussian bumps of the flexible family: every 10 mV over -100..60 mV, sd 7 mV
+FLEX_CENTERS_MV, FLEX_WIDTH_MV = tuple(float(c) for c in range(-100, 61, 10)), 7.0
+
+
+def noise_bound(model, learned, learn, stim, dt, tests, noise_fracs, family: str = "shift_tau",
+                conductance: bool = True, prior_sd: float = 1.0, draws: int = 20, seed: int = 0):
+    """Cramer-Rao bound of the training trace: how well an efficient estimator could pin the learned gates from
+    one trace with white observation noise, and the held-out error that precision implies.
+
+    family "shift_tau": per learned gate a shift of x_inf and tau along V (mV) and ln of a tau factor (2 per gate:
+    the bound of a model that knows the curves' shape). "flex": per gate and curve 17 Gaussian bumps added to
+    logit x_inf and ln tau (34 per gate; curves free in shape at 10 mV resolution), with a N(0, prior_sd^2) prior
+    per coefficient so that directions the trace does not see (voltages it never visits) stay finite (the
+    Bayesian bound). With ``conductance`` also ln g and the reversal shift (mV) of the learned channel, as the
+    trace fit learns them. Fisher information J^T J / sigma^2 from central differences of the simulated training
+    trace (sigma = noise fraction x max|V|, mV). For each noise fraction: the bound's sd per parameter (the largest
+    per group for "flex"), and ``draws`` parameter sets drawn from it run on the held-out tests: median held-out
+    RMSE (mV), fraction < 2 mV, fraction with Gamma >= 0.9: what an efficient estimator would typically reach."""
+    p0 = model.default_params()
+    K = len(FLEX_CENTERS_MV)
+    if family == "shift_tau":
+        names = [(g, "shift_mV") for g in learned] + [(g, "ln_tau") for g in learned]
+    elif family == "flex":
+        names = [(g, f"{c}{k}") for g in learned for c in ("logit_xinf_bump", "ln_tau_bump") for k in range(K)]
+    else:
+        raise ValueError(f"family must be 'shift_tau' or 'flex', not {family!r}")
+    n_gate = len(names)
+    if conductance:
+        names += [(learn, "ln_g"), (learn, "dE_mV")]
+    P = len(names)
+
+    def truth(theta):
+        if family == "shift_tau":
+            shift = {g: theta[:, names.index((g, "shift_mV"))] for g in learned}
+            fac = {g: torch.exp(theta[:, names.index((g, "ln_tau"))]) for g in learned}
+            return _PerturbedTruth(model, learned, shift, fac)
+        a = {g: theta[:, j * 2 * K: j * 2 * K + K] for j, g in enumerate(learned)}
+        b = {g: theta[:, j * 2 * K + K: (j + 1) * 2 * K] for j, g in enumerate(learned)}
+        return _FlexTruth(model, learned, a, b, FLEX_CENTERS_MV, FLEX_WIDTH_MV)
+
+    def run(stim_1, theta):  # theta [M, P] -> V [M, T+1] of the truth perturbed along theta
+        M = theta.shape[0]
+        prm = {k: torch.full((M,), float(v), dtype=torch.float64) for k, v in p0.items()}
+        if conductance:
+            prm[f"g_{learn}"] = prm[f"g_{learn}"] * torch.exp(theta[:, names.index((learn, "ln_g"))])
+            prm[f"e_{learn}"] = prm[f"e_{learn}"] + theta[:, names.index((learn, "dE_mV"))]
+        return simulate(model, stim_1.repeat(M, 1), dt, prm, truth(theta), learned)
+
+    h = torch.full((P,), 1e-4, dtype=torch.float64)
+    theta = torch.cat([torch.diag(h), -torch.diag(h)])
+    with torch.no_grad():
+        v_true = simulate(model, stim[:1], dt, p0)
+        vv = run(stim[:1], theta)
+    J = ((vv[:P] - vv[P:]) / (2 * h.reshape(-1, 1))).T  # [T+1, P], mV per parameter unit
+    fisher_unit = (J.T @ J).numpy()  # for sigma = 1 mV
+    prior = np.zeros(P) if family == "shift_tau" else np.r_[np.full(n_gate, prior_sd ** -2.0), np.zeros(P - n_gate)]
+    vmax = float(v_true.abs().max())
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for frac in noise_fracs:
+        sigma = frac * vmax
+        cov = np.linalg.inv(fisher_unit / sigma ** 2 + np.diag(prior))
+        cov = 0.5 * (cov + cov.T)
+        w, U = np.linalg.eigh(cov)
+        L = torch.as_tensor(U * np.sqrt(np.clip(w, 0, None)), dtype=torch.float64)
+        th = torch.randn(draws, P, generator=gen, dtype=torch.float64) @ L.T
+        rm, gm = [], []
+        with torch.no_grad():
+            for k, (s_, dur) in tests.items():
+                vt = simulate(model, s_[:1], dt, p0).repeat(draws, 1)
+                vp = run(s_[:1], th)
+                rm.append(member_rmse(vp, vt).numpy())
+                gm.append(member_gamma(vt.numpy(), vp.numpy(), dt, dur))
+        held, gam = np.mean(rm, axis=0), np.nanmean(gm, axis=0)
+        sd = np.sqrt(np.diag(cov))
+        groups = {}  # the best- and worst-determined coefficient of each group (bumps at unvisited voltages: prior_sd)
+        for (g, k), x in zip(names, sd):
+            key = f"{g}:{k.rstrip('0123456789')}"
+            lo, hi = groups.get(key, (math.inf, 0.0))
+            groups[key] = (min(lo, float(x)), max(hi, float(x)))
+        groups = {k: v[0] if v[0] == v[1] else list(v) for k, v in groups.items()}
+        rows.append({"family": family, "noise_sd_frac": frac, "sigma_mV": sigma, "bound_sd": groups,
+                     "median_heldout_rmse_mV": float(np.median(held)), "fraction_rmse_below_2mV": float(np.mean(held < 2.0)),
+                     "fraction_gamma_0.9": float(np.mean(gam >= 0.9)), "median_heldout_gamma": float(np.median(gam))})
+    return rows
 
 
 def member_gamma(v_true, v_model, dt, duration_ms, delta_ms=2.0):
