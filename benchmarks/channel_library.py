@@ -156,7 +156,8 @@ def summarize(done: dict, config: dict, n_gates_total: int | None) -> dict:
                                 "gates_fit_ok": int(cf_ok[mask].sum())}}
 
     return {
-        "complete": n_gates_total is not None and len(names) == n_gates_total,
+        # unknown (None) for --summary-only: the library is not regenerated there; rerun the full command to check
+        "complete": None if n_gates_total is None else len(names) == n_gates_total,
         "chunks_done": len(chunks), "channels": n_ch, "gates": int(len(names)),
         "network": {"x_inf_mse": q(cat["nn_x_mse"]), "tau_mse_ms2": q(cat["nn_tau_mse"]),
                     "ln_tau_rmse": q(cat["nn_ln_tau_rmse"]), "seconds_per_channel": t_nn / n_ch,
