@@ -102,13 +102,15 @@ def main(argv=None):
             vh = simulate(model, s, dt, assumed, nets, learned)
             rm[name] = member_rmse(vh, vt).numpy()
             gam[name] = member_gamma(vt.numpy(), vh.numpy(), dt, dur)
-    held = np.mean([rm[k] for k in tests if k != "train"], axis=0)
-    held_gamma = np.nanmean([gam[k] for k in tests if k != "train"], axis=0)
     held_tests = {k: v for k, v in tests.items() if k != "train"}
-    sens = criterion_sensitivity(model, learned, held_tests, dt)
+    held = np.mean([rm[k] for k in held_tests], axis=0)
+    held_gamma = np.nanmean([gam[k] for k in held_tests], axis=0)
+    with torch.no_grad():  # the unperturbed truth on each held-out test, one member
+        v_truth = {k: simulate(model, s[:1], dt, model.default_params()) for k, (s, _) in held_tests.items()}
+    sens = criterion_sensitivity(model, learned, held_tests, v_truth, dt)
     fracs = sorted({c[0] for c in conds if c[0] > 0} | {0.01, 0.05, 0.1})
     bound = [row for fam in ("shift_tau", "flex") for row in
-             noise_bound(model, learned, args.learn, stim[:1], dt, held_tests, fracs, fam,
+             noise_bound(model, learned, args.learn, stim[:1], dt, held_tests, v_truth, fracs, fam,
                          conductance=not args.fixed_conductance, prior_sd=args.bound_prior_sd)]
     rows = []
     print(f"\n{args.model}, learned {args.learn} gates {learned}; {M} members trained together in {train_s:.0f} s")
@@ -170,13 +172,18 @@ class _PerturbedTruth(torch.nn.Module):
         return x.reshape(-1, 1) if torch.is_tensor(x) else x
 
     def forward(self, v):
-        from neuron_hybrid.kinetics.trace import _known_rates
-
         out = {}
         for g in self.gates:
-            r = _known_rates(self.model, v - self._of(self.shift, g), ())[g]
+            r = _true_rates(self.model, v - self._of(self.shift, g), (g,))[g]
             out[g] = (r[0], r[1] * self._of(self.factor, g))
         return out
+
+
+def _true_rates(model, v, gates):
+    """{gate: (x_inf, tau)} of the true model for ``gates`` only (the others are not computed)."""
+    from neuron_hybrid.kinetics.trace import _known_rates
+
+    return _known_rates(model, v, tuple(g for _, g, _ in model.gate_list() if g not in gates))
 
 
 class _FlexTruth(torch.nn.Module):
@@ -189,10 +196,8 @@ class _FlexTruth(torch.nn.Module):
         self.c, self.w = torch.as_tensor(centers_mV, dtype=torch.float64), float(width_mV)
 
     def forward(self, v):
-        from neuron_hybrid.kinetics.trace import _known_rates
-
         phi = torch.exp(-0.5 * ((v - self.c) / self.w) ** 2)  # [M, K] (v: [M, 1])
-        r = _known_rates(self.model, v, ())
+        r = _true_rates(self.model, v, self.gates)
         out = {}
         for g in self.gates:
             x = r[g][0].clamp(1e-12, 1 - 1e-12)
@@ -206,7 +211,7 @@ class _FlexTruth(torch.nn.Module):
 FLEX_CENTERS_MV, FLEX_WIDTH_MV = tuple(float(c) for c in range(-100, 61, 10)), 7.0
 
 
-def noise_bound(model, learned, learn, stim, dt, tests, noise_fracs, family: str = "shift_tau",
+def noise_bound(model, learned, learn, stim, dt, tests, v_truth, noise_fracs, family: str = "shift_tau",
                 conductance: bool = True, prior_sd: float = 1.0, draws: int = 20, seed: int = 0):
     """Cramer-Rao bound of the training trace: how well an efficient estimator could pin the learned gates from
     one trace with white observation noise, and the held-out error that precision implies.
@@ -219,7 +224,8 @@ def noise_bound(model, learned, learn, stim, dt, tests, noise_fracs, family: str
     trace fit learns them. Fisher information J^T J / sigma^2 from central differences of the simulated training
     trace (sigma = noise fraction x max|V|, mV). For each noise fraction: the bound's sd per parameter (the largest
     per group for "flex"), and ``draws`` parameter sets drawn from it run on the held-out tests: median held-out
-    RMSE (mV), fraction < 2 mV, fraction with Gamma >= 0.9: what an efficient estimator would typically reach."""
+    RMSE (mV), fraction < 2 mV, fraction with Gamma >= 0.9: what an efficient estimator would typically reach.
+    v_truth: {test: V [1, T+1]} of the unperturbed truth on ``tests``."""
     p0 = model.default_params()
     K = len(FLEX_CENTERS_MV)
     if family == "shift_tau":
@@ -271,7 +277,7 @@ def noise_bound(model, learned, learn, stim, dt, tests, noise_fracs, family: str
         rm, gm = [], []
         with torch.no_grad():
             for k, (s_, dur) in tests.items():
-                vt = simulate(model, s_[:1], dt, p0).repeat(draws, 1)
+                vt = v_truth[k].repeat(draws, 1)
                 vp = run(s_[:1], th)
                 rm.append(member_rmse(vp, vt).numpy())
                 gm.append(member_gamma(vt.numpy(), vp.numpy(), dt, dur))
@@ -299,7 +305,7 @@ def member_gamma(v_true, v_model, dt, duration_ms, delta_ms=2.0):
                      for a, b in zip(v_true, v_model)])
 
 
-def criterion_sensitivity(model, learned, tests, dt, perturbations=((0.0, 1.005), (0.0, 1.01), (0.0, 1.02),
+def criterion_sensitivity(model, learned, tests, v_truth, dt, perturbations=((0.0, 1.005), (0.0, 1.01), (0.0, 1.02),
                                                                     (0.1, 1.0), (0.25, 1.0), (0.5, 1.0))):
     """How strict "held-out RMSE < 2 mV" is: the held-out RMSE of the true model whose learned-gate curves are
     perturbed by a small voltage shift (mV) or tau factor, against the unperturbed truth (same tests)."""
@@ -310,7 +316,7 @@ def criterion_sensitivity(model, learned, tests, dt, perturbations=((0.0, 1.005)
             fake = _PerturbedTruth(model, learned, shift, factor)
             per, gam = {}, {}
             for k, (s, dur) in tests.items():
-                vp, vt = simulate(model, s[:1], dt, p, fake, learned), simulate(model, s[:1], dt, p)
+                vp, vt = simulate(model, s[:1], dt, p, fake, learned), v_truth[k]
                 per[k] = float(member_rmse(vp, vt)[0])
                 gam[k] = float(member_gamma(vt.numpy(), vp.numpy(), dt, dur)[0])
             rows.append({"shift_mV": shift, "tau_factor": factor, "heldout_rmse_mV": float(np.mean(list(per.values()))),

@@ -101,23 +101,20 @@ def run_benchmark(model_dir, report_dir=None, repeats: int = 5, timing_ms: float
     full_traces = read_traces(h5)[0]
     t_full_data = time.perf_counter() - t0
 
-    reference = [None] * len(protocols)
-    reference_input = [None] * len(protocols)
-    if reference_ceiling:
-        keys = ("gamma", "spike_count_error", "subthreshold_rmse_mV", "first_spike_latency_error_ms")
-        h5_fine = report / "held_out_half_dt.h5"
-        generate(cell_name, protocols, h5_fine, workers=workers, dt_ms=dt / 2, progress=True, cell_params=overrides,
+    def self_reference(file_name, protos, dt_ms):
+        """The full cell on ``protos`` at ``dt_ms`` (into report/file_name), scored against ``full_traces``."""
+        h5_other = report / file_name
+        generate(cell_name, protos, h5_other, workers=workers, dt_ms=dt_ms, progress=True, cell_params=overrides,
                  mod_dirs=meta.get("mod_dirs", []))
-        for j, (tr, fine) in enumerate(zip(full_traces, read_traces(h5_fine)[0])):
-            v_fine = np.interp(tr.t, fine.t, fine.v_soma)
-            reference[j] = {k: v for k, v in compare_traces(tr.t, tr.v_soma, v_fine).items() if k in keys}
-        h5_amp = report / "held_out_input_plus_0.2pct.h5"
-        generate(cell_name, [scale_amplitudes(p, 1.002) for p in protocols], h5_amp, workers=workers, dt_ms=dt,
-                 progress=True, cell_params=overrides, mod_dirs=meta.get("mod_dirs", []))
-        for j, (tr, other) in enumerate(zip(full_traces, read_traces(h5_amp)[0])):
-            n = min(len(tr.v_soma), len(other.v_soma))
-            reference_input[j] = {k: v for k, v in compare_traces(tr.t[:n], tr.v_soma[:n], other.v_soma[:n]).items()
-                                  if k in keys}
+        keys = ("gamma", "spike_count_error", "subthreshold_rmse_mV", "first_spike_latency_error_ms")
+        return [{k: v for k, v in compare_traces(tr.t, tr.v_soma, np.interp(tr.t, o.t, o.v_soma)).items() if k in keys}
+                for tr, o in zip(full_traces, read_traces(h5_other)[0])]
+
+    reference = reference_input = [None] * len(protocols)
+    if reference_ceiling:
+        reference = self_reference("held_out_half_dt.h5", protocols, dt / 2)
+        reference_input = self_reference("held_out_input_plus_0.2pct.h5",
+                                         [scale_amplitudes(p, 1.002) for p in protocols], dt)
 
     red = ReducedCell.load(model_dir)
     results = []
