@@ -54,6 +54,9 @@ def main(argv=None):
                     help="multiple-shooting window lengths in ms (TraceFitConfig.window_ms)")
     ap.add_argument("--fixed-conductance", action="store_true",
                     help="do not learn a conductance scale / reversal shift of the learned channel")
+    ap.add_argument("--no-bound", action="store_true", help="skip the noise bound (Cramer-Rao) computation")
+    ap.add_argument("--parametric", default=None, choices=["select", "always", "off"],
+                    help="closed-form stage of train_members (TraceFitConfig.parametric; default: select)")
     ap.add_argument("--bound-prior-sd", type=float, default=1.0,
                     help="prior sd per bump coefficient of the flexible noise bound (logit x_inf and ln tau units)")
     args = ap.parse_args(argv)
@@ -82,6 +85,8 @@ def main(argv=None):
         cfg.prior_steps, cfg.cm_steps, cfg.cm_lbfgs_steps, cfg.tf_steps, cfg.window_ms = 150, 150, 200, 8, (3.0,)
     if args.cl_steps is not None:
         cfg.cl_steps = args.cl_steps
+    if args.parametric is not None:
+        cfg.parametric = args.parametric
     if args.windows:
         cfg.window_ms = tuple(args.windows)
     t0 = time.perf_counter()
@@ -111,11 +116,11 @@ def main(argv=None):
     fracs = sorted({c[0] for c in conds if c[0] > 0} | {0.01, 0.05, 0.1})
     bound = [row for fam in ("shift_tau", "flex") for row in
              noise_bound(model, learned, args.learn, stim[:1], dt, held_tests, v_truth, fracs, fam,
-                         conductance=not args.fixed_conductance, prior_sd=args.bound_prior_sd)]
+                         conductance=not args.fixed_conductance, prior_sd=args.bound_prior_sd)] if not args.no_bound else []
     rows = []
     print(f"\n{args.model}, learned {args.learn} gates {learned}; {M} members trained together in {train_s:.0f} s")
     print(f"{'noise':>6} {'misspec':>8} {'seeds':>5} {'converged':>9} {'median held-out RMSE':>21} {'median train RMSE':>18}"
-          f" {'Gamma>=0.9':>10} {'median Gamma':>12}")
+          f" {'Gamma>=0.9':>10} {'median Gamma':>12}" + (f" {'closed form':>11}" if hasattr(nets, "use_parametric") else ""))
     for c in conds:
         idx = [i for i, (cc, _) in enumerate(members) if cc == c]
         h = held[idx]
@@ -126,9 +131,15 @@ def main(argv=None):
                "converged_gamma_0.9": float(np.mean(held_gamma[idx] >= 0.9)),
                "median_heldout_gamma": float(np.median(held_gamma[idx])),
                "per_seed_heldout_gamma": held_gamma[idx].tolist()}
+        if hasattr(nets, "use_parametric"):  # the closed-form stage ran: how often it was kept, and its fits
+            row["closed_form_kept"] = float(nets.use_parametric[idx].double().mean())
+            row["per_seed_fit_rmse_networks_mV"] = nets.network_train_rmse[idx].tolist()
+            row["per_seed_fit_rmse_closed_form_mV"] = nets.parametric_train_rmse[idx].tolist()
+            row["per_seed_model"] = [nets.describe(i) for i in idx]
         rows.append(row)
         print(f"{c[0]:6.2f} {c[1]:8.2f} {len(idx):5d} {row['converged']:9.0%} {row['median_heldout_rmse_mV']:21.2f} "
-              f"{row['median_train_rmse_mV']:18.2f} {row['converged_gamma_0.9']:10.0%} {row['median_heldout_gamma']:12.2f}")
+              f"{row['median_train_rmse_mV']:18.2f} {row['converged_gamma_0.9']:10.0%} {row['median_heldout_gamma']:12.2f}"
+              + (f" {row['closed_form_kept']:11.0%}" if "closed_form_kept" in row else ""))
     print("\ncriterion sensitivity: held-out RMSE (mV) of the TRUE model with its learned-gate curves perturbed")
     for row in sens:
         print(f"  shift {row['shift_mV']:5.2f} mV, tau x{row['tau_factor']:.3f}: {row['heldout_rmse_mV']:6.2f} mV, "

@@ -29,7 +29,7 @@ def test_recovers_hh_n_gate_from_clean_trace():
     dt = 0.025
     stim, p, v = _hh_training_trace(dt)
     cfg = TraceFitConfig(restarts=1, cm_steps=150, cm_lbfgs_steps=200, window_ms=(3.0,), tf_steps=8, max_windows=40,
-                         learn_conductance=False)
+                         learn_conductance=False, parametric="off")
     nets = train_members(HH, "k", stim, v, dt, p, cfg)
     assert float(nets.train_rmse[0]) < 2.0
     # learned n_inf / tau_n in the visited sub-threshold and spiking range
@@ -57,7 +57,8 @@ def test_recovers_hh_n_gate_from_noisy_trace():
     assert abs(float(estimate_noise_sd(v_obs)[0]) / sd - 1) < 0.1
     vs = _smooth_auto(v_obs, dt, None)[0]
     assert float(((vs - v) ** 2).mean().sqrt()) < 0.5 * sd
-    cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False)
+    cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False,
+                         parametric="off")
     nets = train_members(HH, "k", stim, v_obs, dt, p, cfg)
     vg = np.linspace(-70, 30, 21)
     err_inf, err_tau = _n_gate_errors(nets, vg)
@@ -65,3 +66,34 @@ def test_recovers_hh_n_gate_from_noisy_trace():
     assert err_tau.max() < 0.3
     sub = vg <= -50  # the sub-threshold range that sets the firing rate
     assert err_inf[sub].max() < 0.015
+
+
+def test_closed_form_stage_recovers_hh_n_rate_laws():
+    """Stage 5: closed forms fitted to the networks and refined by Levenberg-Marquardt on the free-running error
+    find HH's own rate laws for n (linoid alpha, exponential beta), run closer to the training trace than the
+    networks they started from (so the selection keeps them) and stay within the issue's 2 mV on a held-out
+    100 ms step (with this short CI budget of 8 iterations: 0.81 mV; the networks 0.24 mV)."""
+    from neuron_hybrid.kinetics.parametric import FAMILIES
+    from neuron_hybrid.kinetics.trace import SelectedGates
+
+    dt = 0.025
+    stim, p, v = _hh_training_trace(dt)
+    cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, window_ms=(3.0,), tf_steps=4,
+                         max_windows=30, learn_conductance=False, parametric_top=1, parametric_steps=4,
+                         parametric_lm_iters=8, parametric_lm_curricula=((1.0,),))
+    nets = train_members(HH, "k", stim, v, dt, p, cfg)
+    assert isinstance(nets, SelectedGates) and bool(nets.use_parametric[0])
+    assert FAMILIES[int(nets.parametric.family[0, 0])] == "linoid/exp"
+    assert float(nets.parametric_train_rmse[0]) < 0.6 * float(nets.network_train_rmse[0])
+    err_inf, err_tau = _n_gate_errors(nets, np.linspace(-70, 30, 21))
+    assert err_inf.max() < 5e-3 and err_tau.max() < 0.02
+    t100 = torch.arange(0, 100, dt, dtype=torch.float64) + dt / 2
+    s = step_stimulus(t100, 5, 90, 0.01)  # held out: the most timing-sensitive test of the benchmark
+    with torch.no_grad():
+        truth = simulate(HH, s, dt, p)
+        r = float(member_rmse(simulate(HH, s, dt, p, nets, ("n",)), truth)[0])
+        r_net = float(member_rmse(simulate(HH, s, dt, p, nets.nets, ("n",)), truth)[0])
+    print("closed form", nets.describe(0)["n"], "train RMSE", float(nets.parametric_train_rmse[0]), "networks",
+          float(nets.network_train_rmse[0]), "held-out 100 ms step", r, "networks", r_net)
+    assert r < 2.0, (r, r_net)
+    assert "alpha" in nets.describe(0)["n"]
