@@ -222,6 +222,8 @@ def fit_recording(path, out_dir, config=None, *, model="hh", learn="k", seeds=4,
     rep["recording"] = {"path": str(path), "sweeps": len(sw), "heldout_rmse_mV_best": float(err[best]),
                         "heldout_rmse_mV_all": err.tolist(), "visited_mV": [float(min(x.min() for x in vs)),
                                                                              float(max(x.max() for x in vs))]}
+    if hasattr(nets, "describe"):  # the closed-form stage ran: the best member's gates (formulas or "network")
+        rep["recording"]["trace_model"] = nets.describe(best)
     import json
 
     (Path(out_dir) / "fit_report.json").write_text(json.dumps(rep, indent=1, default=float))
