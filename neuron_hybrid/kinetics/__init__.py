@@ -9,7 +9,9 @@ NMODL, and unknown gating from current-clamp traces.
 * :mod:`.closedform`, :func:`distill_model`: closed-form candidates chosen by AIC/BIC, written as a
   standalone NMODL file (:class:`DistilledChannel`).
 * :func:`fit_channel` (``neuron-hybrid fit-channel``): curves or recordings -> .pt + .mod + plot + report.
-* :mod:`.trace`: gates learned from one current-clamp voltage trace (torch twin, batched BPTT).
+* :mod:`.trace`: gates learned from one current-clamp voltage trace (torch twin, batched BPTT), then closed
+  forms refined on the free-running error where they fit better (:mod:`.parametric`).
+* :mod:`.parametric`: closed-form gates in torch (HH alpha/beta rate laws, Boltzmann + bell), batched.
 * :mod:`.recordings`: current-clamp sweeps from NWB / CSV / NumPy.
 * :mod:`.library`: the generated channel library of the benchmark.
 """

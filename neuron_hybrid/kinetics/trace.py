@@ -49,7 +49,8 @@ from ..train.memory import retained_heap
 from .gatenet import GateEnsemble
 
 __all__ = ["CompartmentModel", "HH", "POSPISCHIL", "TraceFitConfig", "LearnedGates", "simulate", "step_stimulus",
-           "noisy_stimulus", "training_protocol", "train_members", "member_rmse", "learned_curves", "estimate_noise_sd"]
+           "noisy_stimulus", "training_protocol", "train_members", "member_rmse", "learned_curves", "estimate_noise_sd",
+           "SelectedGates", "lm_output_error"]
 
 DT = torch.float64
 
