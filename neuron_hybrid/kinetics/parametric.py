@@ -141,10 +141,19 @@ def _vminus(vh_mV: float) -> str:
     return f"v+{-vh_mV:.4g}" if vh_mV < 0 else f"v-{vh_mV:.4g}"
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b != 0 else math.inf
+
+
+def _exp(x: float) -> float:
+    """math.exp that gives inf instead of raising for huge arguments (a degenerate fitted parameter)."""
+    return math.exp(x) if x < 700.0 else math.inf
+
+
 def family_formula(family: int, p) -> str:
     """A readable formula of one closed-form gate (V mV, rates 1/ms, tau ms)."""
     def rate(form, c, vh, s):
-        a, k = math.exp(c), 10.0 / s if s != 0 else math.inf
+        a, k = _exp(c), 10.0 / s if s != 0 else math.inf
         d = _vminus(10 * vh)
         if form == 0:
             return f"{a:.4g}*exp((v+50)/{k:.4g})"
@@ -153,11 +162,11 @@ def family_formula(family: int, p) -> str:
         return f"{a / k:.4g}*({d})/(1-exp(-({d})/{k:.4g}))"
     if family == 9:
         d1, d2 = _vminus(10 * p[0]), _vminus(10 * p[4])
-        return (f"x_inf = 1/(1+exp(-({d1})/{10 / p[1]:.4g})); tau = {math.exp(p[2]):.3g} + "
-                f"{math.exp(p[3]):.4g}/(exp(({d2})/{10 / p[5]:.4g}) + exp(-({d2})/{10 / p[6]:.4g})) ms")
+        return (f"x_inf = 1/(1+exp(-({d1})/{_ratio(10, p[1]):.4g})); tau = {_exp(p[2]):.3g} + "
+                f"{_exp(p[3]):.4g}/(exp(({d2})/{_ratio(10, p[5]):.4g}) + exp(-({d2})/{_ratio(10, p[6]):.4g})) ms")
     fa, fb = divmod(family, 3)
     return (f"alpha = {rate(fa, p[0], p[1], p[2])}; beta = {rate(fb, p[3], p[4], p[5])}; x_inf = alpha/(alpha+beta); "
-            f"tau = {math.exp(p[6]):.3g} + 1/(alpha+beta) ms")
+            f"tau = {_exp(p[6]):.3g} + 1/(alpha+beta) ms")
 
 
 def _starts(family: int):

@@ -66,3 +66,9 @@ def test_parametric_gates_subset_and_copy():
     assert torch.equal(pg2.theta[1], pg.theta[1]) and not torch.equal(pg2.theta[0], pg.theta[0])
     assert pg.n_params() == 9
     assert torch.isfinite(b[0]).all() and (b[1] > 0).all()
+
+
+def test_formula_of_a_degenerate_fit_prints():
+    """A parameter driven to a huge value (seen in a benchmark: a tau floor's log at ~1e3) prints as inf."""
+    text = family_formula(9, [-4.0, 0.0, 900.0, 1e4, -5.0, 0.0, 0.4, 0.0])
+    assert "inf" in text
