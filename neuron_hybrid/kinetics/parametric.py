@@ -192,8 +192,6 @@ class _CurveFit(torch.nn.Module):
         super().__init__()
         self.register_buffer("family", family)
         self.theta = torch.nn.Parameter(theta)
-        self.log_g = torch.nn.Parameter(torch.zeros(len(family), dtype=DT), requires_grad=False)
-        self.de = torch.nn.Parameter(torch.zeros(len(family), dtype=DT), requires_grad=False)
 
 
 def fit_to_curves(v, x_inf, tau, weight=None, families=None, iters: int = 150, x_scale: float = 0.01,
