@@ -79,7 +79,7 @@ class ParametricGates(torch.nn.Module):
     ``theta`` [M, G, 8]; optional conductance scale exp(log_g) and reversal shift de (mV) per member."""
 
     def __init__(self, family, theta, gates: tuple, channel: str = "", learn_conductance: bool = True,
-                 log_g=None, de=None):
+                 log_g=None, de=None, known: tuple = (), known_u=None, refine_known: bool = False):
         super().__init__()
         self.gates, self.channel = tuple(gates), channel
         self.M = int(theta.shape[0])
@@ -91,6 +91,11 @@ class ParametricGates(torch.nn.Module):
                                         requires_grad=self.learn_conductance)
         self.de = torch.nn.Parameter(z.clone() if de is None else de.detach().clone().to(DT),
                                      requires_grad=self.learn_conductance)
+        # corrections of the known compartment's parameters (see adjust_params); trainable only when refined
+        self.known = tuple(known)
+        u = torch.zeros(self.M, len(self.known), dtype=DT) if known_u is None else known_u.detach().clone().to(DT)
+        self.refine_known = bool(refine_known and self.known)
+        self.known_u = torch.nn.Parameter(u, requires_grad=self.refine_known)
 
     def forward(self, v):
         """v [M, N] mV -> {gate: (x_inf [M, N], tau [M, N] ms)}."""
@@ -99,10 +104,38 @@ class ParametricGates(torch.nn.Module):
     def channel_mods(self):
         return self.channel, torch.exp(self.log_g), self.de
 
+    def adjust_params(self, params: dict) -> dict:
+        """The known compartment's parameters (``{"cm", "g_leak", "e_leak", "g_<cur>", "e_<cur>"}``, tensors [M] or
+        floats) with this module's corrections of the names in ``known``: capacitance and conductances times
+        exp(u), reversal potentials + 10 u mV. :func:`.trace.simulate` applies it."""
+        if not self.known:
+            return params
+        out = dict(params)
+        for i, k in enumerate(self.known):
+            base = torch.as_tensor(params[k], dtype=DT)
+            u = self.known_u[:, i]
+            out[k] = base + 10.0 * u if k.startswith("e_") else base * torch.exp(u)
+        return out
+
+    def set_refine_known(self, on: bool = True) -> "ParametricGates":
+        """Make the known-parameter corrections trainable (or frozen); returns self."""
+        self.refine_known = bool(on and self.known)
+        self.known_u.requires_grad_(self.refine_known)
+        return self
+
+    def known_corrections(self, member: int) -> dict:
+        """{name: "x1.023" (factor) or "+0.41 mV" (shift)} of one member's corrected known parameters."""
+        out = {}
+        for i, k in enumerate(self.known):
+            u = float(self.known_u.detach()[member, i])
+            out[k] = f"{10 * u:+.3g} mV" if k.startswith("e_") else f"x{math.exp(u):.4g}"
+        return out
+
     def subset(self, idx) -> "ParametricGates":
         idx = torch.as_tensor(idx, dtype=torch.long)
         return ParametricGates(self.family[idx], self.theta.detach()[idx], self.gates, self.channel,
-                               self.learn_conductance, self.log_g[idx], self.de[idx])
+                               self.learn_conductance, self.log_g[idx], self.de[idx], self.known,
+                               self.known_u.detach()[idx], self.refine_known)
 
     def copy_members_from(self, other: "ParametricGates", mask):
         mask = torch.as_tensor(mask)
@@ -111,6 +144,7 @@ class ParametricGates(torch.nn.Module):
             self.family[mask] = other.family[mask]
             self.log_g[mask] = other.log_g[mask]
             self.de[mask] = other.de[mask]
+            self.known_u[mask] = other.known_u[mask]
 
     def free_mask(self):
         """[M, G, 8] bool: the slots that are free parameters of each member's families (the exponential form's
@@ -127,8 +161,9 @@ class ParametricGates(torch.nn.Module):
         return m
 
     def n_params(self) -> int:
-        """Free parameters per member (7 per gate, + 2 with the conductance scale and reversal shift)."""
-        return 7 * len(self.gates) + (2 if self.learn_conductance else 0)
+        """Free parameters per member (7 per gate, + 2 with the conductance scale and reversal shift, + the refined
+        known parameters)."""
+        return 7 * len(self.gates) + (2 if self.learn_conductance else 0) + (len(self.known) if self.refine_known else 0)
 
     def formulas(self, member: int) -> dict:
         """{gate: text} of member ``member``'s closed forms (V in mV, tau in ms)."""

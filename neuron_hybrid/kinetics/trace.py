@@ -242,6 +242,8 @@ def simulate(model: CompartmentModel, stim, dt: float, params: dict, nets: Learn
     """
     M, T = stim.shape
     p = {k: torch.as_tensor(v, dtype=DT) for k, v in params.items()}
+    if learned and hasattr(nets, "adjust_params"):  # refined known parameters (closed-form stage)
+        p = nets.adjust_params(p)
     if state0 is None:
         v = torch.full((M,), model.v_init, dtype=DT)
         st = _steady(model, v, nets, learned)
@@ -391,6 +393,13 @@ class TraceFitConfig:
     #: keeps the best. The whole trace at once and first-half-then-whole each win on some seeds (HH K, 5 % noise:
     #: training-trace RMSE 11.7 -> 4.3 mV with the half first, 1 %: 0.76 -> 1.54 mV)
     parametric_lm_curricula: tuple = ((1.0,), (0.5, 1.0))
+    #: known-compartment parameters refined jointly with the closed forms in the Levenberg-Marquardt stage (their
+    #: assumed values may be wrong): names from ``cm``, ``g_leak``, ``e_leak``, ``g_<cur>``, ``e_<cur>``; "all": every
+    #: parameter but the learned channel's own (which has its conductance scale and reversal shift). Each has a
+    #: Gaussian prior (maximum a posteriori with the trace's estimated noise sd) around its assumed value: sd
+    #: ``refine_known_sd`` relative (conductances, cm) or relative to |E| (reversal potentials, at least 0.5 mV).
+    refine_known: tuple | str = ()
+    refine_known_sd: float = 0.05
     time_budget_s: float = 1e9
 
 
@@ -616,17 +625,20 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
                 fam[m * C + c, j] = fams[f]
                 th[m * C + c, j] = theta[m * G + j, f]
     ids = torch.arange(M).repeat_interleave(C)
-    pg = ParametricGates(fam, th, learned, learn, nets.learn_conductance, nets.log_g.detach()[ids], nets.de.detach()[ids])
+    known = _refined_names(model, learn, cfg.refine_known)
+    pg = ParametricGates(fam, th, learned, learn, nets.learn_conductance, nets.log_g.detach()[ids], nets.de.detach()[ids],
+                         known)
     p_ids = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M)[ids] for k, v in params.items()}
     ctx = _TraceData.build(model, learned, stim[ids], v_obs[ids], dt, p_ids, cfg.smooth_ms)
     bestp = _Best(pg, model, stim[ids], v_obs[ids], dt, p_ids, learned)
     _shooting(pg, model, learn, ctx, dt, cfg.parametric_window_ms, cfg.parametric_steps, cfg, bestp, over_budget, log,
               progress, tag="param_", t_start=t0)
     if cfg.parametric_lm_iters > 0:
-        start = bestp.nets.subset(list(range(pg.M)))
+        start = bestp.nets.subset(list(range(pg.M))).set_refine_known(True)
         for fractions in cfg.parametric_lm_curricula:  # each from the same start; every row keeps its best
             pgc = start.subset(list(range(pg.M)))
-            lm_output_error(pgc, model, learn, ctx, dt, cfg.parametric_lm_iters, over_budget, log, fractions)
+            lm_output_error(pgc, model, learn, ctx, dt, cfg.parametric_lm_iters, over_budget, log, fractions,
+                            cfg.refine_known_sd)
             bestp.update(pgc)
             if log is not None:
                 log.append(("param_time", -1.0, 0, np.array([time.perf_counter() - t0])))
@@ -674,6 +686,13 @@ class SelectedGates(torch.nn.Module):
     def channel_mods(self):
         return self.channel, torch.exp(self.log_g), self.de
 
+    def adjust_params(self, params: dict) -> dict:
+        """The closed form's refined known parameters where it is used (the networks use the given ones)."""
+        adj = self.parametric.adjust_params(params)
+        u = self.use_parametric
+        return {k: (torch.where(u, adj[k], torch.as_tensor(v, dtype=DT).expand(self.M)) if k in self.parametric.known
+                    else v) for k, v in params.items()}
+
     def subset(self, idx) -> "SelectedGates":
         idx = torch.as_tensor(idx, dtype=torch.long)
         return SelectedGates(self.nets.subset(idx), self.parametric.subset(idx), self.use_parametric[idx])
@@ -681,7 +700,10 @@ class SelectedGates(torch.nn.Module):
     def describe(self, member: int) -> dict:
         """{gate: formula} (closed form) or {gate: "network"} of one member."""
         if bool(self.use_parametric[member]):
-            return self.parametric.formulas(member)
+            out = self.parametric.formulas(member)
+            if self.parametric.refine_known:
+                out["known parameters"] = self.parametric.known_corrections(member)
+            return out
         return {g: "network" for g in self.gates}
 
 
@@ -810,23 +832,52 @@ def _lm(x, resid_fn, iters: int, over_budget, log=None, tag="lm", rel_step: floa
     return x, cost
 
 
+def _refined_names(model: CompartmentModel, learn: str, spec) -> tuple:
+    """The known parameters named by ``TraceFitConfig.refine_known`` (validated)."""
+    allowed = [k for k in model.default_params() if k not in (f"g_{learn}", f"e_{learn}")]
+    if spec == "all":
+        return tuple(allowed)
+    spec = (spec,) if isinstance(spec, str) else tuple(spec)
+    bad = [k for k in spec if k not in allowed]
+    if bad:
+        raise ValueError(f"refine_known: {bad} are not known parameters of {model.name} learning {learn!r}; "
+                         f"choose from {allowed} or 'all' (the learned channel has its own scale and shift)")
+    return spec
+
+
+def _known_prior_sd(nets, params: dict, rel_sd: float):
+    """[M, K] prior sd of the known-parameter corrections in their own units (log factor; 10 mV for E)."""
+    cols = []
+    for k in nets.known:
+        base = torch.as_tensor(params[k], dtype=DT).reshape(-1).expand(nets.M)
+        cols.append((rel_sd * base.abs()).clamp_min(0.5) / 10.0 if k.startswith("e_")
+                    else torch.full((nets.M,), rel_sd, dtype=DT))
+    return torch.stack(cols, 1)
+
+
 def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, over_budget=lambda: False, log=None,
-                    fractions=(1.0,)):
+                    fractions=(1.0,), known_sd: float = 0.05):
     """Levenberg-Marquardt for few-parameter gates (:class:`~.parametric.ParametricGates`) on the free-running
     error from rest over growing prefixes of the trace (``fractions`` of its length, the last normally 1).
     Residual: simulated - observed V (mV). (Free windows of 10/30/100 ms started from the smoothed trace, before
     the whole trace, were tried: HH K, 1 % noise, 2 seeds, 2.8/5.8 mV on the training trace against 0.79/0.78 mV
-    without them.) Updates ``nets`` in place; returns the MSE [M] (mV^2) of the last prefix."""
+    without them.) With refined known parameters (``nets.refine_known``) the residuals also hold their Gaussian
+    prior (``known_sd``, see :class:`TraceFitConfig`), weighted by the trace's estimated noise sd (maximum a
+    posteriori). Updates ``nets`` in place; returns the cost [M] (mV^2) of the last prefix."""
     learned = LEARN[learn]
     M, T = ctx.stim.shape
     pr_all = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M) for k, v in ctx.params.items()}
+    K = len(nets.known) if getattr(nets, "refine_known", False) else 0
+    if K:
+        prior_w = estimate_noise_sd(ctx.v_obs).reshape(-1, 1) / _known_prior_sd(nets, ctx.params, known_sd)
 
     def prefix_resid(n):
         def fn(x, rows):
             sub = _with_params(nets, rows, x)
             with torch.no_grad():
                 V = simulate(model, ctx.stim[rows, :n], dt, {k: v[rows] for k, v in pr_all.items()}, sub, learned)
-            return V - ctx.v_obs[rows, :n + 1]
+            r = V - ctx.v_obs[rows, :n + 1]
+            return torch.cat([r, x[:, -K:] * prior_w[rows]], 1) if K else r
         return fn
 
     x = _get_flat(nets, M)

@@ -72,3 +72,34 @@ def test_formula_of_a_degenerate_fit_prints():
     """A parameter driven to a huge value (seen in a benchmark: a tau floor's log at ~1e3) prints as inf."""
     text = family_formula(9, [-4.0, 0.0, 900.0, 1e4, -5.0, 0.0, 0.4, 0.0])
     assert "inf" in text
+
+
+def test_refined_known_parameters_recover_a_misspecified_leak_and_sodium():
+    """A 40 ms trace of HH; the model assumes e_leak 2 mV too high and g_na 4 % too large, the K gate starts as the
+    exact closed form of HH's n. Levenberg-Marquardt on the free-running error with the known parameters refined recovers the
+    true e_leak and g_na (the independent reference); without refining, the trace cannot be fitted."""
+    from neuron_hybrid.kinetics.trace import _TraceData, lm_output_error, simulate, step_stimulus
+
+    dt = 0.025
+    t = torch.arange(0, 40, dt, dtype=torch.float64) + dt / 2
+    stim = step_stimulus(t, 3, 12, 0.004) + step_stimulus(t, 20, 18, 0.012)  # subthreshold, then 3 spikes
+    true_p = HH.default_params()
+    with torch.no_grad():
+        v_obs = simulate(HH, stim, dt, true_p)
+    assumed = dict(true_p, e_leak=true_p["e_leak"] + 2.0, g_na=true_p["g_na"] * 1.04)
+    v = torch.linspace(-90, 40, 66, dtype=torch.float64)
+    n = _known_rates(HH, v, ())["n"]
+    fl = [FAMILIES.index("linoid/exp")]
+    _, theta, _ = fit_to_curves(v, n[0].reshape(1, -1), n[1].reshape(1, -1), families=fl, iters=120)
+    ctx = _TraceData.build(HH, ("n",), stim, v_obs, dt, assumed, None)
+    rmse = {}
+    for known in ((), ("e_leak", "g_na")):
+        pg = ParametricGates(torch.tensor([[fl[0]]]), theta[:, :1].reshape(1, 1, 8), ("n",), "k", True,
+                             known=known).set_refine_known(True)
+        lm_output_error(pg, HH, "k", ctx, dt, iters=6, fractions=(1.0,))
+        with torch.no_grad():
+            rmse[known] = float(((simulate(HH, stim, dt, assumed, pg, ("n",)) - v_obs) ** 2).mean().sqrt())
+    adj = {k: torch.as_tensor(v).detach() for k, v in pg.adjust_params(assumed).items()}
+    assert abs(float(adj["e_leak"]) - true_p["e_leak"]) < 0.2, pg.known_corrections(0)
+    assert abs(float(adj["g_na"]) / true_p["g_na"] - 1) < 0.005, pg.known_corrections(0)
+    assert rmse[("e_leak", "g_na")] < 0.1 and rmse[()] > 5 * rmse[("e_leak", "g_na")], rmse
