@@ -196,8 +196,9 @@ def _gate_key(cur, g):
     return f"{cur}.{g}"
 
 
-def _run(model: CompartmentModel, stim, dt, p, rate_fn, learned, v, st, mods, record_gates):
-    """The fixed-step scheme for B rows; rate_fn(v [B]) -> {learned gate: (x_inf [B], tau [B])}."""
+def _run(model: CompartmentModel, stim, dt, p, rate_fn, learned, v, st, mods, record_gates, known_fn=None):
+    """The fixed-step scheme for B rows; rate_fn(v [B]) -> {learned gate: (x_inf [B], tau [B])}; known_fn(v) -> the
+    same for the known gates (default: their exact rates) or for all gates, the learned ones included."""
     T = stim.shape[1]
     cap = p["cm"] * 1e-3 / dt
     vs, recs = [v], ({k: [x] for k, x in st.items()} if record_gates else None)
@@ -216,8 +217,8 @@ def _run(model: CompartmentModel, stim, dt, p, rate_fn, learned, v, st, mods, re
             i_tot = i_tot + gk * (v - e)
             g_tot = g_tot + gk
         v = v + (stim[:, k] - i_tot) / (cap + g_tot)
-        rates = _known_rates(model, v, learned)
-        if learned:
+        rates = _known_rates(model, v, learned) if known_fn is None else known_fn(v)
+        if learned and rate_fn is not None:
             rates.update(rate_fn(v))
         for (_, g, _) in glist:
             xi, ta = rates[g]
@@ -784,6 +785,41 @@ def _shooting(nets, model, learn, ctx: _TraceData, dt, window_ms, iters, cfg, be
             log.append((f"{tag}time", wms, 0, np.array([time.perf_counter() - t0])))
 
 
+#: (lowest, highest, step) mV of the tables of :func:`_simulate_tabulated`
+_FINE_GRID = (-120.0, 80.0, 0.05)
+
+
+def _simulate_tabulated(model: CompartmentModel, stim, dt: float, params: dict, nets, learned: tuple):
+    """:func:`simulate` from rest with every gate's x_inf and tau linearly interpolated from 0.05 mV tables (the
+    learned ``nets`` are evaluated once per call, not per time step): ~1.7x faster for closed forms, and within
+    ~0.01-0.03 mV of :func:`simulate` over a spiking HH trace (largest at spike peaks). Used by the
+    Levenberg-Marquardt stage."""
+    M = stim.shape[0]
+    p = {k: torch.as_tensor(v, dtype=DT) for k, v in params.items()}
+    if hasattr(nets, "adjust_params"):
+        p = nets.adjust_params(p)
+    v = torch.full((M,), model.v_init, dtype=DT)
+    st = _steady(model, v, nets, learned)
+    lo, hi, h = _FINE_GRID
+    vg = torch.arange(lo, hi + h / 2, h, dtype=DT)
+    Ng = len(vg)
+    tab = {g: (a.reshape(-1), b.reshape(-1)) for g, (a, b) in _tables(nets, vg).items()}
+    tab.update({g: (a.reshape(-1), b.reshape(-1)) for g, (a, b) in _known_rates(model, vg, learned).items()})
+    base = {g: (torch.arange(M) * Ng if g in learned else torch.zeros(M, dtype=torch.long)) for g in tab}
+
+    def all_rates(vv):
+        x = torch.nan_to_num((vv - lo) / h, nan=0.0).clamp(0.0, Ng - 1 - 1e-9)
+        i = x.floor().long()
+        f = x - i
+        out = {}
+        for g, (a, b) in tab.items():
+            j = base[g] + i
+            out[g] = (torch.lerp(a[j], a[j + 1], f), torch.lerp(b[j], b[j + 1], f))
+        return out
+
+    return _run(model, stim, dt, p, None, learned, v, st, nets.channel_mods(), False, known_fn=all_rates)
+
+
 def _with_params(nets, rows, x):
     """A copy of members ``rows`` [B] of ``nets`` with their flat parameters set to x [B, P]."""
     sub = nets.subset(rows)
@@ -859,8 +895,8 @@ def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, 
                     fractions=(1.0,), known_sd: float = 0.05):
     """Levenberg-Marquardt for few-parameter gates (:class:`~.parametric.ParametricGates`) on the free-running
     error from rest over growing prefixes of the trace (``fractions`` of its length, the last normally 1).
-    Residual: simulated - observed V (mV). (Free windows of 10/30/100 ms started from the smoothed trace, before
-    the whole trace, were tried: HH K, 1 % noise, 2 seeds, 2.8/5.8 mV on the training trace against 0.79/0.78 mV
+    Residual: simulated (:func:`_simulate_tabulated`) - observed V (mV). (Free windows of 10/30/100 ms started
+    from the smoothed trace, before the whole trace, were tried: HH K, 1 % noise, 2 seeds, 2.8/5.8 mV on the training trace against 0.79/0.78 mV
     without them.) With refined known parameters (``nets.refine_known``) the residuals also hold their Gaussian
     prior (``known_sd``, see :class:`TraceFitConfig`), weighted by the trace's estimated noise sd (maximum a
     posteriori). Updates ``nets`` in place; returns the cost [M] (mV^2) of the last prefix."""
@@ -875,7 +911,8 @@ def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, 
         def fn(x, rows):
             sub = _with_params(nets, rows, x)
             with torch.no_grad():
-                V = simulate(model, ctx.stim[rows, :n], dt, {k: v[rows] for k, v in pr_all.items()}, sub, learned)
+                V = _simulate_tabulated(model, ctx.stim[rows, :n], dt, {k: v[rows] for k, v in pr_all.items()}, sub,
+                                        learned)
             r = V - ctx.v_obs[rows, :n + 1]
             return torch.cat([r, x[:, -K:] * prior_w[rows]], 1) if K else r
         return fn
