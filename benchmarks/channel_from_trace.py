@@ -61,6 +61,9 @@ def main(argv=None):
     ap.add_argument("--no-bound", action="store_true", help="skip the noise bound (Cramer-Rao) computation")
     ap.add_argument("--parametric", default=None, choices=["select", "always", "off"],
                     help="closed-form stage of train_members (TraceFitConfig.parametric; default: select)")
+    ap.add_argument("--refine-known", default=None, nargs="+",
+                    help="known parameters refined with the closed forms (TraceFitConfig.refine_known): 'all' (default), "
+                         "'none', or names such as e_leak g_na")
     ap.add_argument("--bound-prior-sd", type=float, default=1.0,
                     help="prior sd per bump coefficient of the flexible noise bound (logit x_inf and ln tau units)")
     args = ap.parse_args(argv)
@@ -93,6 +96,9 @@ def main(argv=None):
         cfg.parametric = args.parametric
     if args.windows:
         cfg.window_ms = tuple(args.windows)
+    if args.refine_known is not None:
+        rk = args.refine_known
+        cfg.refine_known = () if rk == ["none"] else ("all" if rk == ["all"] else tuple(rk))
     t0 = time.perf_counter()
     # a different network initialisation per seed: the ensemble is seeded once; members differ by position
     nets = train_members(model, args.learn, stim, v_obs, dt, assumed, cfg, progress=True)
