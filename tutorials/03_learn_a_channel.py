@@ -67,6 +67,8 @@ def main(argv=None):
                                                                  suffix="k_from_recording"),
                         model="hh", learn="k", seeds=2 if not args.full else 6, area_um2=area, trace_config=tcfg)
     print(f"held-out sweep RMSE of the best member: {rep['recording']['heldout_rmse_mV_best']:.2f} mV")
+    print("compartment parameters refined with the channel:",
+          {k: f"{d['assumed']:.4g} -> {d['refined']:.4g}" for k, d in rep["recording"].get("refined_parameters", {}).items()})
     print("\n".join(rep["currents"]["ik"]["formulas"]))
 
 

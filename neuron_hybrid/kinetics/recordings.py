@@ -224,6 +224,16 @@ def fit_recording(path, out_dir, config=None, *, model="hh", learn="k", seeds=4,
                                                                              float(max(x.max() for x in vs))]}
     if hasattr(nets, "describe"):  # the closed-form stage ran: the best member's gates (formulas or "network")
         rep["recording"]["trace_model"] = nets.describe(best)
+        # the compartment's parameters refined with them (TraceFitConfig.refine_known): the learned channel was
+        # fitted together with these values, so a model that uses it should use them too
+        with torch.no_grad():
+            one = nets.subset([best]).adjust_params({k: v[best:best + 1] for k, v in params.items()})
+        refined = {k: {"assumed": float(params[k][best]), "refined": float(one[k][0])} for k in params
+                   if float(one[k][0]) != float(params[k][best])}
+        rep["recording"]["refined_parameters"] = refined
+        if refined and cfg.progress:
+            print("refined parameters of the known compartment (the learned channel was fitted with these): "
+                  + ", ".join(f"{k} {d['assumed']:.4g} -> {d['refined']:.4g}" for k, d in refined.items()))
     import json
 
     (Path(out_dir) / "fit_report.json").write_text(json.dumps(rep, indent=1, default=float))

@@ -705,7 +705,7 @@ class SelectedGates(torch.nn.Module):
         """{gate: formula} (closed form) or {gate: "network"} of one member."""
         if bool(self.use_parametric[member]):
             out = self.parametric.formulas(member)
-            if self.parametric.refine_known:
+            if self.parametric.known:
                 out["known parameters"] = self.parametric.known_corrections(member)
             return out
         return {g: "network" for g in self.gates}
