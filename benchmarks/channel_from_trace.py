@@ -64,6 +64,9 @@ def main(argv=None):
     ap.add_argument("--refine-known", default=None, nargs="+",
                     help="known parameters refined with the closed forms (TraceFitConfig.refine_known): 'all' (default), "
                          "'none', or names such as e_leak g_na")
+    ap.add_argument("--bound-only", action="store_true", help="print the noise bounds only (no training)")
+    ap.add_argument("--bound-families", nargs="+", default=["shift_tau", "flex", "closed", "closed_known"],
+                    help="parameter families of the noise bound (see noise_bound)")
     ap.add_argument("--bound-prior-sd", type=float, default=1.0,
                     help="prior sd per bump coefficient of the flexible noise bound (logit x_inf and ln tau units)")
     args = ap.parse_args(argv)
@@ -87,6 +90,32 @@ def main(argv=None):
         if mis > 0:
             for k in assumed:
                 assumed[k][i] = assumed[k][i] * (1 + mis * torch.randn((), generator=g, dtype=torch.float64))
+    learned = LEARN[args.learn]
+    tests = {"train": (stim, 200.0)}
+    t100 = torch.arange(0, 100, dt, dtype=torch.float64) + dt / 2
+    for a in (0.7, 1.3):
+        tests[f"step_x{a}"] = (step_stimulus(t, 5, 40, args.amp * a).repeat(M, 1), 50.0)
+    tests["long_100ms"] = (step_stimulus(t100, 5, 90, args.amp).repeat(M, 1), 100.0)
+    tests["ou_noise"] = (noisy_stimulus(t100, 5, 90, args.amp, args.amp * 0.5, 2.0, 7).repeat(M, 1), 100.0)
+    held_tests = {k: v for k, v in tests.items() if k != "train"}
+    with torch.no_grad():  # the unperturbed truth on each held-out test, one member
+        v_truth = {k: simulate(model, s[:1], dt, model.default_params()) for k, (s, _) in held_tests.items()}
+    fracs = sorted({c[0] for c in conds if c[0] > 0} | {0.01, 0.05, 0.1})
+
+    def bounds():
+        return [row for fam in args.bound_families for row in
+                noise_bound(model, learned, args.learn, stim[:1], dt, held_tests, v_truth, fracs, fam,
+                            conductance=not args.fixed_conductance, prior_sd=args.bound_prior_sd)]
+
+    if args.bound_only:
+        bound = bounds()
+        _print_bound(bound)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "noise_bound.json").write_text(json.dumps({"model": args.model, "learn": args.learn, "noise_bound": bound},
+                                                         indent=1, default=str))
+        print(f"wrote {out}/noise_bound.json")
+        return
     cfg = TraceFitConfig(seed=0, restarts=args.restarts, learn_conductance=not args.fixed_conductance)
     if args.quick:
         cfg.prior_steps, cfg.cm_steps, cfg.cm_lbfgs_steps, cfg.tf_steps, cfg.window_ms = 150, 150, 200, 8, (3.0,)
@@ -103,13 +132,6 @@ def main(argv=None):
     # a different network initialisation per seed: the ensemble is seeded once; members differ by position
     nets = train_members(model, args.learn, stim, v_obs, dt, assumed, cfg, progress=True)
     train_s = time.perf_counter() - t0
-    learned = LEARN[args.learn]
-    tests = {"train": (stim, 200.0)}
-    t100 = torch.arange(0, 100, dt, dtype=torch.float64) + dt / 2
-    for a in (0.7, 1.3):
-        tests[f"step_x{a}"] = (step_stimulus(t, 5, 40, args.amp * a).repeat(M, 1), 50.0)
-    tests["long_100ms"] = (step_stimulus(t100, 5, 90, args.amp).repeat(M, 1), 100.0)
-    tests["ou_noise"] = (noisy_stimulus(t100, 5, 90, args.amp, args.amp * 0.5, 2.0, 7).repeat(M, 1), 100.0)
     rm, gam = {}, {}
     with torch.no_grad():
         for name, (s, dur) in tests.items():
@@ -117,16 +139,10 @@ def main(argv=None):
             vh = simulate(model, s, dt, assumed, nets, learned)
             rm[name] = member_rmse(vh, vt).numpy()
             gam[name] = member_gamma(vt.numpy(), vh.numpy(), dt, dur)
-    held_tests = {k: v for k, v in tests.items() if k != "train"}
     held = np.mean([rm[k] for k in held_tests], axis=0)
     held_gamma = np.nanmean([gam[k] for k in held_tests], axis=0)
-    with torch.no_grad():  # the unperturbed truth on each held-out test, one member
-        v_truth = {k: simulate(model, s[:1], dt, model.default_params()) for k, (s, _) in held_tests.items()}
     sens = criterion_sensitivity(model, learned, held_tests, v_truth, dt)
-    fracs = sorted({c[0] for c in conds if c[0] > 0} | {0.01, 0.05, 0.1})
-    bound = [row for fam in ("shift_tau", "flex") for row in
-             noise_bound(model, learned, args.learn, stim[:1], dt, held_tests, v_truth, fracs, fam,
-                         conductance=not args.fixed_conductance, prior_sd=args.bound_prior_sd)] if not args.no_bound else []
+    bound = bounds() if not args.no_bound else []
     rows = []
     print(f"\n{args.model}, learned {args.learn} gates {learned}; {M} members trained together in {train_s:.0f} s")
     print(f"{'noise':>6} {'misspec':>8} {'seeds':>5} {'converged':>9} {'median held-out RMSE':>21} {'median train RMSE':>18}"
@@ -155,13 +171,7 @@ def main(argv=None):
         print(f"  shift {row['shift_mV']:5.2f} mV, tau x{row['tau_factor']:.3f}: {row['heldout_rmse_mV']:6.2f} mV, "
               f"Gamma {row['heldout_gamma']:.2f}  "
               f"(per test {row['per_test_rmse_mV']})")
-    print("\nnoise bound (Cramer-Rao, training trace): sd of the learned gates' parameters that no unbiased estimator can "
-          "beat, and the held-out error of the truth perturbed by draws from it")
-    for row in bound:
-        sds = ", ".join(f"{k} " + (f"{v:.3g}" if np.isscalar(v) else f"{v[0]:.3g}-{v[1]:.3g}") for k, v in row["bound_sd"].items())
-        print(f"  {row['family']:9s} noise {row['noise_sd_frac']:.2f} (sigma {row['sigma_mV']:.2f} mV): sd {sds}; held-out RMSE median "
-              f"{row['median_heldout_rmse_mV']:.2f} mV, < 2 mV in {row['fraction_rmse_below_2mV']:.0%}, "
-              f"Gamma >= 0.9 in {row['fraction_gamma_0.9']:.0%}")
+    _print_bound(bound)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     vgrid = np.linspace(-100, 60, 161)
@@ -177,6 +187,18 @@ def main(argv=None):
                                                      "gamma_by_test": {k: v.tolist() for k, v in gam.items()}},
                                                     indent=1, default=str))
     print(f"wrote {out}/seed_table.json, learned_curves.npz, learned_vs_true.png")
+
+
+def _print_bound(bound):
+    if not bound:
+        return
+    print("\nnoise bound (Cramer-Rao, training trace): sd of the learned gates' parameters that no unbiased estimator can "
+          "beat, and the held-out error of the truth perturbed by draws from it")
+    for row in bound:
+        sds = ", ".join(f"{k} " + (f"{v:.3g}" if np.isscalar(v) else f"{v[0]:.3g}-{v[1]:.3g}") for k, v in row["bound_sd"].items())
+        print(f"  {row['family']:12s} noise {row['noise_sd_frac']:.2f} (sigma {row['sigma_mV']:.2f} mV): held-out RMSE median "
+              f"{row['median_heldout_rmse_mV']:.2f} mV, < 2 mV in {row['fraction_rmse_below_2mV']:.0%}, "
+              f"Gamma >= 0.9 in {row['fraction_gamma_0.9']:.0%}; sd {sds}")
 
 
 class _PerturbedTruth(torch.nn.Module):
@@ -233,7 +255,7 @@ FLEX_CENTERS_MV, FLEX_WIDTH_MV = tuple(float(c) for c in range(-100, 61, 10)), 7
 
 
 def noise_bound(model, learned, learn, stim, dt, tests, v_truth, noise_fracs, family: str = "shift_tau",
-                conductance: bool = True, prior_sd: float = 1.0, draws: int = 20, seed: int = 0):
+                conductance: bool = True, prior_sd: float = 1.0, draws: int = 20, seed: int = 0, known_sd: float = 0.05):
     """Cramer-Rao bound of the training trace: how well an efficient estimator could pin the learned gates from
     one trace with white observation noise, and the held-out error that precision implies.
 
@@ -241,7 +263,10 @@ def noise_bound(model, learned, learn, stim, dt, tests, v_truth, noise_fracs, fa
     the bound of a model that knows the curves' shape). "flex": per gate and curve 17 Gaussian bumps added to
     logit x_inf and ln tau (34 per gate; curves free in shape at 10 mV resolution), with a N(0, prior_sd^2) prior
     per coefficient so that directions the trace does not see (voltages it never visits) stay finite (the
-    Bayesian bound). With ``conductance`` also ln g and the reversal shift (mV) of the learned channel, as the
+    Bayesian bound). "closed": the free parameters of the closed form (:mod:`neuron_hybrid.kinetics.parametric`)
+    that contains the true gate exactly, i.e. the bound of the trace fit's own closed-form stage; "closed_known":
+    the same with the known compartment's parameters refined under their prior sd ``known_sd`` (relative; E:
+    relative to |E|, at least 0.5 mV), as with ``TraceFitConfig.refine_known="all"``. With ``conductance`` also ln g and the reversal shift (mV) of the learned channel, as the
     trace fit learns them. Fisher information J^T J / sigma^2 from central differences of the simulated training
     trace (sigma = noise fraction x max|V|, mV). For each noise fraction: the bound's sd per parameter (the largest
     per group for "flex"), and ``draws`` parameter sets drawn from it run on the held-out tests: median held-out
@@ -253,14 +278,27 @@ def noise_bound(model, learned, learn, stim, dt, tests, v_truth, noise_fracs, fa
         names = [(g, "shift_mV") for g in learned] + [(g, "ln_tau") for g in learned]
     elif family == "flex":
         names = [(g, f"{c}{k}") for g in learned for c in ("logit_xinf_bump", "ln_tau_bump") for k in range(K)]
+    elif family in ("closed", "closed_known"):
+        fam0, th0, slots = _true_closed_forms(model, learned)
+        names = [(learned[j], f"slot{k}") for j, k in slots]
     else:
-        raise ValueError(f"family must be 'shift_tau' or 'flex', not {family!r}")
+        raise ValueError(f"family must be 'shift_tau', 'flex', 'closed' or 'closed_known', not {family!r}")
     n_gate = len(names)
     if conductance:
         names += [(learn, "ln_g"), (learn, "dE_mV")]
+    known = [k for k in p0 if k not in (f"g_{learn}", f"e_{learn}")] if family == "closed_known" else []
+    names += [(k, "dE_mV" if k.startswith("e_") else "ln") for k in known]
     P = len(names)
 
     def truth(theta):
+        if family in ("closed", "closed_known"):
+            from neuron_hybrid.kinetics.parametric import ParametricGates
+
+            M = theta.shape[0]
+            th = th0.unsqueeze(0).repeat(M, 1, 1)
+            for i, (j, k) in enumerate(slots):
+                th[:, j, k] = th[:, j, k] + theta[:, i]
+            return ParametricGates(fam0.unsqueeze(0).repeat(M, 1), th, learned, learn, False)
         if family == "shift_tau":
             shift = {g: theta[:, names.index((g, "shift_mV"))] for g in learned}
             fac = {g: torch.exp(theta[:, names.index((g, "ln_tau"))]) for g in learned}
@@ -275,6 +313,9 @@ def noise_bound(model, learned, learn, stim, dt, tests, v_truth, noise_fracs, fa
         if conductance:
             prm[f"g_{learn}"] = prm[f"g_{learn}"] * torch.exp(theta[:, names.index((learn, "ln_g"))])
             prm[f"e_{learn}"] = prm[f"e_{learn}"] + theta[:, names.index((learn, "dE_mV"))]
+        for k in known:
+            i = P - len(known) + known.index(k)
+            prm[k] = prm[k] + theta[:, i] if k.startswith("e_") else prm[k] * torch.exp(theta[:, i])
         return simulate(model, stim_1.repeat(M, 1), dt, prm, truth(theta), learned)
 
     h = torch.full((P,), 1e-4, dtype=torch.float64)
@@ -284,7 +325,11 @@ def noise_bound(model, learned, learn, stim, dt, tests, v_truth, noise_fracs, fa
         vv = run(stim[:1], theta)
     J = ((vv[:P] - vv[P:]) / (2 * h.reshape(-1, 1))).T  # [T+1, P], mV per parameter unit
     fisher_unit = (J.T @ J).numpy()  # for sigma = 1 mV
-    prior = np.zeros(P) if family == "shift_tau" else np.r_[np.full(n_gate, prior_sd ** -2.0), np.zeros(P - n_gate)]
+    if family == "flex":
+        prior = np.r_[np.full(n_gate, prior_sd ** -2.0), np.zeros(P - n_gate)]
+    else:  # the refined known parameters have the trace fit's prior (TraceFitConfig.refine_known_sd)
+        ksd = [max(known_sd * abs(p0[k]), 0.5) if k.startswith("e_") else known_sd for k in known]
+        prior = np.r_[np.zeros(P - len(known)), np.asarray(ksd) ** -2.0] + 1e-9
     vmax = float(v_true.abs().max())
     gen = torch.Generator().manual_seed(seed)
     rows = []
@@ -314,6 +359,23 @@ def noise_bound(model, learned, learn, stim, dt, tests, v_truth, noise_fracs, fa
                      "median_heldout_rmse_mV": float(np.median(held)), "fraction_rmse_below_2mV": float(np.mean(held < 2.0)),
                      "fraction_gamma_0.9": float(np.mean(gam >= 0.9)), "median_heldout_gamma": float(np.median(gam))})
     return rows
+
+
+def _true_closed_forms(model, learned):
+    """(family [G], theta [G, 8], free slots [(gate index, slot)]) of the closed forms that reproduce the true
+    learned gates (the best family of each; HH and Pospischil gates are members, fit loss ~1e-10)."""
+    from neuron_hybrid.kinetics.parametric import ParametricGates, fit_to_curves
+
+    v = torch.linspace(-100, 60, 161, dtype=torch.float64)
+    r = _true_rates(model, v, learned)
+    X = torch.stack([r[g][0] for g in learned])
+    TAU = torch.stack([r[g][1] for g in learned])
+    losses, theta, fams = fit_to_curves(v, X, TAU, iters=200)
+    best = losses.argmin(1)
+    fam0 = torch.tensor([fams[int(b)] for b in best])
+    th0 = torch.stack([theta[j, int(b)] for j, b in enumerate(best)])
+    free = ParametricGates(fam0.unsqueeze(0), th0.unsqueeze(0), learned).free_mask()[0]
+    return fam0, th0, [(j, k) for j in range(len(learned)) for k in range(free.shape[1]) if bool(free[j, k])]
 
 
 def member_gamma(v_true, v_model, dt, duration_ms, delta_ms=2.0):

@@ -905,7 +905,8 @@ def _known_prior_sd(nets, params: dict, rel_sd: float):
 def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, over_budget=lambda: False, log=None,
                     fractions=(1.0,), known_sd: float = 0.05, **lm_options):
     """Levenberg-Marquardt for few-parameter gates (:class:`~.parametric.ParametricGates`) on the free-running
-    error from rest over growing prefixes of the trace (``fractions`` of its length, the last normally 1).
+    error from rest over growing prefixes of the trace (``fractions`` of its length, the last normally 1; an entry
+    (fraction, smooth_ms) compares Gaussian-filtered traces, sd smooth_ms, which widens the basin of spike timing).
     Residual: simulated (:func:`_simulate_tabulated`) - observed V (mV). (Free windows of 10/30/100 ms started
     from the smoothed trace, before the whole trace, were tried: HH K, 1 % noise, 2 seeds, 2.8/5.8 mV on the training trace against 0.79/0.78 mV
     without them.) With refined known parameters (``nets.refine_known``) the residuals also hold their Gaussian
@@ -919,13 +920,15 @@ def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, 
     if K:
         prior_w = estimate_noise_sd(ctx.v_obs).reshape(-1, 1) / _known_prior_sd(nets, ctx.params, known_sd)
 
-    def prefix_resid(n):
+    def prefix_resid(n, smooth_ms=0.0):
         def fn(x, rows):
             sub = _with_params(nets, rows, x)
             with torch.no_grad():
                 V = _simulate_tabulated(model, ctx.stim[rows, :n], dt, {k: v[rows] for k, v in pr_all.items()}, sub,
                                         learned)
             r = V - ctx.v_obs[rows, :n + 1]
+            if smooth_ms > 0:
+                r = _gauss_smooth(r, smooth_ms / dt)
             return torch.cat([r, x[:, -K:] * prior_w[rows]], 1) if K else r
         return fn
 
@@ -933,8 +936,10 @@ def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, 
     free = torch.ones_like(x, dtype=torch.bool)
     free[:, :nets.theta[0].numel()] = nets.free_mask().reshape(M, -1)
     for f in fractions:
+        f, w = (float(f[0]), float(f[1])) if isinstance(f, (tuple, list)) else (float(f), 0.0)
         n = max(2, min(T, int(round(T * f))))
-        x, cost = _lm(x, prefix_resid(n), iters, over_budget, log, f"lm_prefix{f:g}", free=free, **lm_options)
+        x, cost = _lm(x, prefix_resid(n, w), iters, over_budget, log, f"lm_prefix{f:g}" + (f"_smooth{w:g}" if w else ""),
+                      free=free, **lm_options)
     _set_flat(nets, M, x)
     return cost
 
