@@ -76,7 +76,9 @@ def gate_curves(family, theta, v):
 
 class ParametricGates(torch.nn.Module):
     """Closed-form learned gates of M members: ``family`` [M, G] (indices into :data:`FAMILIES`), parameters
-    ``theta`` [M, G, 8]; optional conductance scale exp(log_g) and reversal shift de (mV) per member."""
+    ``theta`` [M, G, 8]; optional conductance scale exp(log_g) and reversal shift de (mV) per member, and optional
+    corrections ``known_u`` [M, K] of the known compartment's parameters named in ``known`` (see
+    :meth:`adjust_params`; trained only with ``refine_known``)."""
 
     def __init__(self, family, theta, gates: tuple, channel: str = "", learn_conductance: bool = True,
                  log_g=None, de=None, known: tuple = (), known_u=None, refine_known: bool = False):

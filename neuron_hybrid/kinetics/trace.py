@@ -21,9 +21,10 @@ Training (:func:`train_members`) never starts a free-running simulation from a r
 5. *closed forms* (``parametric``): every family of :mod:`.parametric` (HH alpha/beta rate laws, Boltzmann + bell)
    is fitted to the trained networks' curves where the trace went, the best two per gate are refined by
    Levenberg-Marquardt on the free-running error over the whole trace (7 parameters per gate: this is the
-   output-error, i.e. maximum-likelihood, fit that the networks' many parameters make impractical), and each
-   member keeps its closed form unless its networks run clearly closer to the training trace
-   (:class:`SelectedGates`).
+   output-error, i.e. maximum-likelihood, fit that the networks' many parameters make impractical), jointly with
+   corrections of the known compartment's parameters (``refine_known``: cm, leak, the other channels' g and E,
+   each under a Gaussian prior around its assumed value; :func:`simulate` applies them), and each member keeps
+   its closed form unless its networks run clearly closer to the training trace (:class:`SelectedGates`).
 
 After every stage each member keeps the parameters with the lowest free-running voltage error on the
 training trace (training data only), and with ``restarts > 1`` the best restart of each member is
