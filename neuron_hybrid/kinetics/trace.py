@@ -275,13 +275,20 @@ def _steady(model, v, nets, learned):
 # ----------------------------------------------------------------------------------------- smoothing
 
 def _gauss_smooth(v, sd_samples):
+    """Gaussian filter (sd in samples) of every row of v [B, N], edges replicated; wide kernels by FFT (conv1d's
+    unfolded input would need B x kernel x N memory)."""
     if sd_samples <= 0:
         return v
     r = int(math.ceil(4 * sd_samples))
     k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=DT) / sd_samples) ** 2)
-    k = (k / k.sum()).reshape(1, 1, -1)
+    k = k / k.sum()
     x = torch.nn.functional.pad(v.unsqueeze(1), (r, r), mode="replicate")
-    return torch.nn.functional.conv1d(x, k).squeeze(1)
+    if r <= 16:
+        return torch.nn.functional.conv1d(x, k.reshape(1, 1, -1)).squeeze(1)
+    x = x.squeeze(1)
+    n = x.shape[1] + 2 * r
+    y = torch.fft.irfft(torch.fft.rfft(x, n) * torch.fft.rfft(k, n), n)
+    return y[:, 2 * r:2 * r + v.shape[1]]
 
 
 def _savgol(v, half: int, order: int = 3):

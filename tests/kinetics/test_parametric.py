@@ -125,3 +125,18 @@ def test_tabulated_twin_matches_the_exact_one():
         b = _simulate_tabulated(HH, stim, dt, p, pg, ("n",))
     assert int(((a[:, 1:] > 0) & (a[:, :-1] <= 0)).sum()) >= 4
     assert float((a - b).abs().max()) < 0.05
+
+
+def test_wide_gaussian_filter_by_fft_equals_direct_convolution():
+    """The LM's filtered residuals use an FFT for wide kernels (80-sample sd: conv1d would unfold B x 641 x N);
+    it equals the direct convolution with replicated edges."""
+    from neuron_hybrid.kinetics.trace import _gauss_smooth
+
+    v = torch.randn(3, 700, generator=torch.Generator().manual_seed(1), dtype=torch.float64).cumsum(1)
+    sd = 80.0
+    r = int(math.ceil(4 * sd))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float64) / sd) ** 2)
+    x = torch.nn.functional.pad(v.unsqueeze(1), (r, r), mode="replicate")
+    ref = torch.nn.functional.conv1d(x, (k / k.sum()).reshape(1, 1, -1)).squeeze(1)
+    out = _gauss_smooth(v, sd)
+    assert out.shape == v.shape and float((out - ref).abs().max()) < 1e-10
