@@ -299,7 +299,11 @@ def noise_bound(model, learned, learn, stim, dt, tests, v_truth, noise_fracs, fa
             th = th0.unsqueeze(0).repeat(M, 1, 1)
             for i, (j, k) in enumerate(slots):
                 th[:, j, k] = th[:, j, k] + theta[:, i]
-            return ParametricGates(fam0.unsqueeze(0).repeat(M, 1), th, learned, learn, False)
+            # the known parameters' perturbations as the trace fit's own corrections (ln factors; E in 10 mV units)
+            ku = theta[:, P - len(known):] / torch.tensor([10.0 if k.startswith("e_") else 1.0 for k in known],
+                                                          dtype=torch.float64)
+            return ParametricGates(fam0.unsqueeze(0).repeat(M, 1), th, learned, learn, False, known=tuple(known),
+                                   known_u=ku)
         if family == "shift_tau":
             shift = {g: theta[:, names.index((g, "shift_mV"))] for g in learned}
             fac = {g: torch.exp(theta[:, names.index((g, "ln_tau"))]) for g in learned}
@@ -314,9 +318,6 @@ def noise_bound(model, learned, learn, stim, dt, tests, v_truth, noise_fracs, fa
         if conductance:
             prm[f"g_{learn}"] = prm[f"g_{learn}"] * torch.exp(theta[:, names.index((learn, "ln_g"))])
             prm[f"e_{learn}"] = prm[f"e_{learn}"] + theta[:, names.index((learn, "dE_mV"))]
-        for k in known:
-            i = P - len(known) + known.index(k)
-            prm[k] = prm[k] + theta[:, i] if k.startswith("e_") else prm[k] * torch.exp(theta[:, i])
         return simulate(model, stim_1.repeat(M, 1), dt, prm, truth(theta), learned)
 
     h = torch.full((P,), 1e-4, dtype=torch.float64)

@@ -165,7 +165,8 @@ class ParametricGates(torch.nn.Module):
     def n_params(self) -> int:
         """Free parameters per member (7 per gate, + 2 with the conductance scale and reversal shift, + the refined
         known parameters)."""
-        return 7 * len(self.gates) + (2 if self.learn_conductance else 0) + (len(self.known) if self.refine_known else 0)
+        refined = len(self.known) if self.refine_known else 0
+        return 7 * len(self.gates) + (2 if self.learn_conductance else 0) + refined
 
     def formulas(self, member: int) -> dict:
         """{gate: text} of member ``member``'s closed forms (V in mV, tau in ms)."""

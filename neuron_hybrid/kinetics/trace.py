@@ -235,12 +235,16 @@ def _run(model: CompartmentModel, stim, dt, p, rate_fn, learned, v, st, mods, re
 
 
 def simulate(model: CompartmentModel, stim, dt: float, params: dict, nets: LearnedGates | None = None,
-             learned: tuple = (), learned_current: str = "", state0: dict | None = None, record_gates: bool = False):
+             learned: tuple = (), learned_current: str = "", state0: dict | None = None, record_gates: bool = False,
+             tabulated: bool = False):
     """Run M members for stim.shape[1] steps; stim [M, T] mA/cm2 at mid-step times. Returns V [M, T+1] (and gates).
 
     params: {"cm", "g_leak", "e_leak", "g_<cur>", "e_<cur>"} tensors [M] or floats. state0: {"v": [M], gate: [M]}.
     ``nets`` (a :class:`LearnedGates`) replaces the gates ``learned``; its conductance scale / reversal shift
-    (if any) apply to its channel (``learned_current`` overrides the channel name).
+    (if any) apply to its channel (``learned_current`` overrides the channel name). ``tabulated``: every gate's
+    x_inf and tau linearly interpolated from 0.05 mV tables (``nets`` evaluated once per call, not per time step):
+    ~1.7x faster for closed forms, within ~0.01-0.03 mV of the exact rates over a spiking HH trace (largest at
+    spike peaks); used by the Levenberg-Marquardt stage.
     """
     M, T = stim.shape
     p = {k: torch.as_tensor(v, dtype=DT) for k, v in params.items()}
@@ -261,6 +265,9 @@ def simulate(model: CompartmentModel, stim, dt: float, params: dict, nets: Learn
         r = nets(vv.unsqueeze(1))
         return {g: (a[:, 0], b[:, 0]) for g, (a, b) in r.items()}
 
+    if tabulated:
+        return _run(model, stim, dt, p, None, learned, v, st, mods, record_gates,
+                    known_fn=_tabulated_rates(model, nets, learned, M))
     return _run(model, stim, dt, p, rate_fn, learned, v, st, mods, record_gates)
 
 
@@ -440,10 +447,10 @@ def _tables(nets, vg):
     return nets(vg.repeat(nets.M, 1))
 
 
-def _interp_at(v, rows, Ng: int):
-    """(flat index, weight) of linear interpolation on the _GRID (Ng points) at v (any shape) in table rows
-    ``rows``."""
-    lo, _, h = _GRID
+def _interp_at(v, rows, Ng: int, grid=_GRID):
+    """(flat index, weight) of linear interpolation on ``grid`` (lowest, highest, step mV; Ng points) at v (any
+    shape) in table rows ``rows``."""
+    lo, _, h = grid
     x = torch.nan_to_num((v - lo) / h, nan=0.0).clamp(0.0, Ng - 1 - 1e-9)
     i = x.detach().floor().long()
     return rows * Ng + i, x - i
@@ -455,6 +462,28 @@ def _interp(tab, v, rows=None, at=None):
     base, f = at if at is not None else _interp_at(v, rows, tab.shape[1])
     flat = tab.reshape(-1)
     return flat[base] * (1 - f) + flat[base + 1] * f
+
+
+#: (lowest, highest, step) mV of the tables of ``simulate(..., tabulated=True)``
+_FINE_GRID = (-120.0, 80.0, 0.05)
+
+
+def _tabulated_rates(model: CompartmentModel, nets, learned: tuple, M: int):
+    """rates(v [M]) -> {gate: (x_inf, tau)} of every gate (learned: per member; known: shared) from tables on
+    _FINE_GRID."""
+    lo, hi, h = _FINE_GRID
+    vg = torch.arange(lo, hi + h / 2, h, dtype=DT)
+    Ng = len(vg)
+    tab = dict(_tables(nets, vg)) if learned else {}
+    tab.update({g: (a.reshape(1, -1), b.reshape(1, -1)) for g, (a, b) in _known_rates(model, vg, learned).items()})
+    offset = {g: (torch.arange(M) * Ng if g in learned else 0) for g in tab}
+
+    def rates(v):
+        j, f = _interp_at(v, 0, Ng, _FINE_GRID)  # one index computation for every table
+        return {g: (_interp(a, None, at=(j + offset[g], f)), _interp(b, None, at=(j + offset[g], f)))
+                for g, (a, b) in tab.items()}
+
+    return rates
 
 
 def _adam_stage(nets, loss_fn, steps: int, lr: float, lr_min: float, desc: str, progress: bool, stop, log, tag,
@@ -642,8 +671,8 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
                 th[m * C + c, j] = theta[m * G + j, f]
     ids = torch.arange(M).repeat_interleave(C)
     known = _refined_names(model, learn, cfg.refine_known)
-    pg = ParametricGates(fam, th, learned, learn, nets.learn_conductance, nets.log_g.detach()[ids], nets.de.detach()[ids],
-                         known)
+    pg = ParametricGates(fam, th, learned, learn, nets.learn_conductance, nets.log_g.detach()[ids],
+                         nets.de.detach()[ids], known)
     p_ids = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M)[ids] for k, v in params.items()}
     ctx = _TraceData.build(model, learned, stim[ids], v_obs[ids], dt, p_ids, cfg.smooth_ms)
     bestp = _Best(pg, model, stim[ids], v_obs[ids], dt, p_ids, learned)
@@ -800,41 +829,6 @@ def _shooting(nets, model, learn, ctx: _TraceData, dt, window_ms, iters, cfg, be
             log.append((f"{tag}time", wms, 0, np.array([time.perf_counter() - t0])))
 
 
-#: (lowest, highest, step) mV of the tables of :func:`_simulate_tabulated`
-_FINE_GRID = (-120.0, 80.0, 0.05)
-
-
-def _simulate_tabulated(model: CompartmentModel, stim, dt: float, params: dict, nets, learned: tuple):
-    """:func:`simulate` from rest with every gate's x_inf and tau linearly interpolated from 0.05 mV tables (the
-    learned ``nets`` are evaluated once per call, not per time step): ~1.7x faster for closed forms, and within
-    ~0.01-0.03 mV of :func:`simulate` over a spiking HH trace (largest at spike peaks). Used by the
-    Levenberg-Marquardt stage."""
-    M = stim.shape[0]
-    p = {k: torch.as_tensor(v, dtype=DT) for k, v in params.items()}
-    if hasattr(nets, "adjust_params"):
-        p = nets.adjust_params(p)
-    v = torch.full((M,), model.v_init, dtype=DT)
-    st = _steady(model, v, nets, learned)
-    lo, hi, h = _FINE_GRID
-    vg = torch.arange(lo, hi + h / 2, h, dtype=DT)
-    Ng = len(vg)
-    tab = {g: (a.reshape(-1), b.reshape(-1)) for g, (a, b) in _tables(nets, vg).items()}
-    tab.update({g: (a.reshape(-1), b.reshape(-1)) for g, (a, b) in _known_rates(model, vg, learned).items()})
-    base = {g: (torch.arange(M) * Ng if g in learned else torch.zeros(M, dtype=torch.long)) for g in tab}
-
-    def all_rates(vv):
-        x = torch.nan_to_num((vv - lo) / h, nan=0.0).clamp(0.0, Ng - 1 - 1e-9)
-        i = x.floor().long()
-        f = x - i
-        out = {}
-        for g, (a, b) in tab.items():
-            j = base[g] + i
-            out[g] = (torch.lerp(a[j], a[j + 1], f), torch.lerp(b[j], b[j + 1], f))
-        return out
-
-    return _run(model, stim, dt, p, None, learned, v, st, nets.channel_mods(), False, known_fn=all_rates)
-
-
 def _with_params(nets, rows, x):
     """A copy of members ``rows`` [B] of ``nets`` with their flat parameters set to x [B, P]."""
     sub = nets.subset(rows)
@@ -849,7 +843,8 @@ def _lm(x, resid_fn, iters: int, over_budget, log=None, tag="lm", rel_step: floa
     ones); a step is kept per member only when it lowers that member's mean squared residual, else that member's
     damping rises by ``lam_up`` and it retries (only the failed members are simulated again); success divides it
     by ``lam_down``. (Geodesic acceleration, Transtrum & Sethna 2012, was tried: HH K from a perturbed truth with
-    misspecified parameters, 12 members, 25 iterations: 1 of 12 below 1 mV against 3 of 12 without.) Returns (x, cost)."""
+    misspecified parameters, 12 members, 25 iterations: 1 of 12 below 1 mV against 3 of 12 without.)
+    Returns (x, cost)."""
     M, P = x.shape
     x = x.clone()
     free = torch.ones(M, P, dtype=torch.bool) if free is None else free
@@ -919,12 +914,12 @@ def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, 
     """Levenberg-Marquardt for few-parameter gates (:class:`~.parametric.ParametricGates`) on the free-running
     error from rest over growing prefixes of the trace (``fractions`` of its length, the last normally 1; an entry
     (fraction, smooth_ms) compares Gaussian-filtered traces, sd smooth_ms, which widens the basin of spike timing).
-    Residual: simulated (:func:`_simulate_tabulated`) - observed V (mV). (Free windows of 10/30/100 ms started
-    from the smoothed trace, before the whole trace, were tried: HH K, 1 % noise, 2 seeds, 2.8/5.8 mV on the training trace against 0.79/0.78 mV
-    without them.) With refined known parameters (``nets.refine_known``) the residuals also hold their Gaussian
-    prior (``known_sd``, see :class:`TraceFitConfig`), weighted by the trace's estimated noise sd (maximum a
-    posteriori). ``lm_options`` go to the optimiser (``lam_up``, ``lam_down``, ``retries``). Updates ``nets``
-    in place; returns the cost [M] (mV^2) of the last prefix."""
+    Residual: simulated (tabulated :func:`simulate`) - observed V (mV). (Free windows of 10/30/100 ms started
+    from the smoothed trace, before the whole trace, were tried: HH K, 1 % noise, 2 seeds, 2.8/5.8 mV on the
+    training trace against 0.79/0.78 mV without them.) With refined known parameters (``nets.refine_known``) the
+    residuals also hold their Gaussian prior (``known_sd``, see :class:`TraceFitConfig`), weighted by the trace's
+    estimated noise sd (maximum a posteriori). ``lm_options`` go to the optimiser (``lam_up``, ``lam_down``,
+    ``retries``). Updates ``nets`` in place; returns the cost [M] (mV^2) of the last prefix."""
     learned = LEARN[learn]
     M, T = ctx.stim.shape
     pr_all = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M) for k, v in ctx.params.items()}
@@ -936,8 +931,8 @@ def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, 
         def fn(x, rows):
             sub = _with_params(nets, rows, x)
             with torch.no_grad():
-                V = _simulate_tabulated(model, ctx.stim[rows, :n], dt, {k: v[rows] for k, v in pr_all.items()}, sub,
-                                        learned)
+                V = simulate(model, ctx.stim[rows, :n], dt, {k: v[rows] for k, v in pr_all.items()}, sub, learned,
+                             tabulated=True)
             r = V - ctx.v_obs[rows, :n + 1]
             if smooth_ms > 0:
                 r = _gauss_smooth(r, smooth_ms / dt)
@@ -950,10 +945,11 @@ def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, 
     for f in fractions:
         f, w = (float(f[0]), float(f[1])) if isinstance(f, (tuple, list)) else (float(f), 0.0)
         n = max(2, min(T, int(round(T * f))))
-        x, cost = _lm(x, prefix_resid(n, w), iters, over_budget, log, f"lm_prefix{f:g}" + (f"_smooth{w:g}" if w else ""),
-                      free=free, **lm_options)
+        tag = f"lm_prefix{f:g}" + (f"_smooth{w:g}" if w else "")
+        x, cost = _lm(x, prefix_resid(n, w), iters, over_budget, log, tag, free=free, **lm_options)
     _set_flat(nets, M, x)
     return cost
+
 
 def _flat_params(nets):
     """Trainable tensors of ``nets`` whose leading axis splits into members: [(param, )...]."""

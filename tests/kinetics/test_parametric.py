@@ -108,7 +108,7 @@ def test_refined_known_parameters_recover_a_misspecified_leak_and_sodium():
 def test_tabulated_twin_matches_the_exact_one():
     """The Levenberg-Marquardt stage's tabulated twin (every gate from 0.05 mV tables) stays within 0.05 mV of the
     exact twin over a spiking HH trace, for two members with different closed forms and parameters."""
-    from neuron_hybrid.kinetics.trace import _simulate_tabulated, simulate, training_protocol
+    from neuron_hybrid.kinetics.trace import simulate, training_protocol
 
     dt = 0.025
     stim = training_protocol(dt, 0.01)[1][:, :3200].repeat(2, 1)  # 80 ms: steps and spikes
@@ -122,7 +122,7 @@ def test_tabulated_twin_matches_the_exact_one():
         pg.known_u[1, 0] = 0.1  # e_leak + 1 mV in member 1
         p = HH.default_params()
         a = simulate(HH, stim, dt, p, pg, ("n",))
-        b = _simulate_tabulated(HH, stim, dt, p, pg, ("n",))
+        b = simulate(HH, stim, dt, p, pg, ("n",), tabulated=True)
     assert int(((a[:, 1:] > 0) & (a[:, :-1] <= 0)).sum()) >= 4
     assert float((a - b).abs().max()) < 0.05
 
