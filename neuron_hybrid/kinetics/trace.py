@@ -413,6 +413,11 @@ class TraceFitConfig:
     #: mV (noise sd 3.81), held-out < 2 mV in 1 -> 3 of 4; 10 % noise: 7.54-7.92 -> 7.54-7.75 mV (sd 7.61), held
     #: out 0 -> 0 of 4 (4.8-8.4 -> 3.3-8.4 mV); 58 % more training time
     parametric_lm_curricula: tuple = ((1.0,), (0.5, 1.0), ((1.0, 2.0), (1.0, 0.5), 1.0))
+    #: further Levenberg-Marquardt iterations on the whole raw trace for each member's best closed form (after the
+    #: curricula): the sloppy directions converge slowly, and held-out accuracy needs the bottom of the basin
+    #: (HH K, 5 seeds, 5 % noise: 40 more iterations lowered the training-trace RMSE by 0.00-0.02 mV, toward the
+    #: fit started from the truth, and held-out < 2 mV in 2 -> 4 of 5). Only the M chosen rows are simulated.
+    parametric_polish_iters: int = 40
     #: known-compartment parameters refined jointly with the closed forms in the Levenberg-Marquardt stage (their
     #: assumed values may be wrong): names from ``cm``, ``g_leak``, ``e_leak``, ``g_<cur>``, ``e_<cur>``; "all": every
     #: parameter but the learned channel's own (which has its conductance scale and reversal shift). Each has a
@@ -691,6 +696,10 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
     rows = (torch.arange(M) * C + err.argmin(1)).tolist()
     chosen = bestp.nets.subset(rows)
     mse_p = err.min(1).values
+    if cfg.parametric_lm_iters > 0 and cfg.parametric_polish_iters > 0 and not over_budget():
+        chosen, mse_p = _polish(chosen, model, learn, stim, v_obs, dt, params, cfg, over_budget, log)
+        if log is not None:
+            log.append(("param_time", -2.0, 0, np.array([time.perf_counter() - t0])))
     mse_n = nets.train_rmse ** 2
     if cfg.parametric == "always":
         use = torch.isfinite(mse_p)
@@ -703,6 +712,22 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
     if log is not None:
         log.append(("param_choice", 0.0, 0, use.numpy().astype(float)))
     return out
+
+
+def _polish(pg, model, learn, stim, v_obs, dt, params, cfg, over_budget, log):
+    """``cfg.parametric_polish_iters`` Levenberg-Marquardt iterations on the whole raw trace for one closed form
+    per member (``pg`` [M]); each member keeps the polished form only if its
+    exact (not tabulated) free-running MSE is lower. Returns (gates, mse)."""
+    learned = LEARN[learn]
+    M = stim.shape[0]
+    p_m = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M) for k, v in params.items()}
+    ctx = _TraceData.build(model, learned, stim, v_obs, dt, p_m, cfg.smooth_ms)
+    out = pg.subset(list(range(M))).set_refine_known(bool(pg.known))
+    lm_output_error(out, model, learn, ctx, dt, cfg.parametric_polish_iters, over_budget, log, (1.0,),
+                    cfg.refine_known_sd)
+    best = _Best(pg, model, stim, v_obs, dt, p_m, learned)
+    best.update(out)
+    return best.nets, best.err
 
 
 class SelectedGates(torch.nn.Module):

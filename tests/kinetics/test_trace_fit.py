@@ -80,7 +80,8 @@ def test_closed_form_stage_recovers_hh_n_rate_laws():
     stim, p, v = _hh_training_trace(dt)
     cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, window_ms=(3.0,), tf_steps=4,
                          max_windows=30, learn_conductance=False, parametric_top=1, parametric_steps=4,
-                         parametric_lm_iters=8, parametric_lm_curricula=((1.0,),))
+                         parametric_lm_iters=8, parametric_lm_curricula=((1.0,),),
+                         parametric_polish_iters=8)
     nets = train_members(HH, "k", stim, v, dt, p, cfg)
     assert isinstance(nets, SelectedGates) and bool(nets.use_parametric[0])
     assert FAMILIES[int(nets.parametric.family[0, 0])] == "linoid/exp"

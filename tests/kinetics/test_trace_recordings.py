@@ -50,7 +50,8 @@ def test_training_reduces_error_and_is_deterministic():
     with torch.no_grad():
         v = simulate(HH, stim, dt, p)
     cfg = TraceFitConfig(restarts=1, width=8, prior_steps=30, tf_steps=25, window_ms=(1.0,), cl_steps=0, cl_fractions=(), seed=5,
-                         parametric_fit_iters=30, parametric_steps=2, parametric_lm_iters=2)
+                         parametric_fit_iters=30, parametric_steps=2, parametric_lm_iters=2,
+                         parametric_polish_iters=2)
     log = []
     nets = train_members(HH, "k", stim, v, dt, p, cfg, log=log)
     first = log[0][-1]
