@@ -697,7 +697,7 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
     chosen = bestp.nets.subset(rows)
     mse_p = err.min(1).values
     if cfg.parametric_lm_iters > 0 and cfg.parametric_polish_iters > 0 and not over_budget():
-        chosen, mse_p = _polish(chosen, model, learn, stim, v_obs, dt, params, cfg, over_budget, log)
+        chosen, mse_p = _polish(chosen, mse_p, model, learn, ctx.subset(rows), dt, cfg, over_budget, log)
         if log is not None:
             log.append(("param_time", -2.0, 0, np.array([time.perf_counter() - t0])))
     mse_n = nets.train_rmse ** 2
@@ -714,18 +714,14 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
     return out
 
 
-def _polish(pg, model, learn, stim, v_obs, dt, params, cfg, over_budget, log):
+def _polish(pg, mse, model, learn, ctx: "_TraceData", dt, cfg, over_budget, log):
     """``cfg.parametric_polish_iters`` Levenberg-Marquardt iterations on the whole raw trace for one closed form
-    per member (``pg`` [M]); each member keeps the polished form only if its
-    exact (not tabulated) free-running MSE is lower. Returns (gates, mse)."""
-    learned = LEARN[learn]
-    M = stim.shape[0]
-    p_m = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M) for k, v in params.items()}
-    ctx = _TraceData.build(model, learned, stim, v_obs, dt, p_m, cfg.smooth_ms)
-    out = pg.subset(list(range(M))).set_refine_known(bool(pg.known))
+    per member (``pg`` [M], its exact free-running training MSE ``mse`` [M], the members' trace data ``ctx``);
+    each member keeps the polished form only if its exact (not tabulated) MSE is lower. Returns (gates, mse)."""
+    out = pg.subset(list(range(pg.M))).set_refine_known(bool(pg.known))
     lm_output_error(out, model, learn, ctx, dt, cfg.parametric_polish_iters, over_budget, log, (1.0,),
                     cfg.refine_known_sd)
-    best = _Best(pg, model, stim, v_obs, dt, p_m, learned)
+    best = _Best(pg, model, ctx.stim, ctx.v_obs, dt, ctx.params, LEARN[learn], err=mse)
     best.update(out)
     return best.nets, best.err
 
@@ -796,8 +792,19 @@ class _TraceData:
         with torch.no_grad():
             kn = {g: _tf_integrate(known[g][0], known[g][1], dt) for g in known}
         M, T1 = vs.shape
-        at_vs = _interp_at(vs, torch.arange(M).reshape(-1, 1).expand(M, T1), len(_grid()))
-        return _TraceData(stim, v_obs, vs, kn, at_vs, params)
+        return _TraceData(stim, v_obs, vs, kn, _TraceData._positions(vs), params)
+
+    @staticmethod
+    def _positions(vs):
+        M, T1 = vs.shape
+        return _interp_at(vs, torch.arange(M).reshape(-1, 1).expand(M, T1), len(_grid()))
+
+    def subset(self, rows) -> "_TraceData":
+        """The rows ``rows`` (no smoothing or teacher forcing again; params must be per-row tensors)."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        vs = self.vs[rows]
+        return _TraceData(self.stim[rows], self.v_obs[rows], vs, {g: x[rows] for g, x in self.kn.items()},
+                          _TraceData._positions(vs), {k: v[rows] for k, v in self.params.items()})
 
 
 def _shooting(nets, model, learn, ctx: _TraceData, dt, window_ms, iters, cfg, best, over_budget, log, progress, tag="",
@@ -1074,10 +1081,11 @@ def batched_lbfgs(nets, M, loss_fn, iters: int, history: int = 10, log=None, tag
 class _Best:
     """Per-member best parameters by free-running MSE on the training trace."""
 
-    def __init__(self, nets, model, stim, v_obs, dt, params, learned):
+    def __init__(self, nets, model, stim, v_obs, dt, params, learned, err=None):
+        """``err`` [M]: the members' MSE if already known (else simulated)."""
         self.model, self.stim, self.v_obs, self.dt, self.params, self.learned = model, stim, v_obs, dt, params, learned
         self.nets = nets.subset(list(range(nets.M)))
-        self.err = self._eval(nets)
+        self.err = self._eval(nets) if err is None else err.clone()
 
     def _eval(self, nets):
         with torch.no_grad():
