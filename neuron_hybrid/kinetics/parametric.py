@@ -107,17 +107,9 @@ class ParametricGates(torch.nn.Module):
         return self.channel, torch.exp(self.log_g), self.de
 
     def adjust_params(self, params: dict) -> dict:
-        """The known compartment's parameters (``{"cm", "g_leak", "e_leak", "g_<cur>", "e_<cur>"}``, tensors [M] or
-        floats) with this module's corrections of the names in ``known``: capacitance and conductances times
-        exp(u), reversal potentials + 10 u mV. :func:`.trace.simulate` applies it."""
-        if not self.known:
-            return params
-        out = dict(params)
-        for i, k in enumerate(self.known):
-            base = torch.as_tensor(params[k], dtype=DT)
-            u = self.known_u[:, i]
-            out[k] = base + 10.0 * u if k.startswith("e_") else base * torch.exp(u)
-        return out
+        """The known compartment's parameters with this module's corrections (see :func:`adjust_known`);
+        :func:`.trace.simulate` applies it."""
+        return adjust_known(params, self.known, self.known_u)
 
     def set_refine_known(self, on: bool = True) -> "ParametricGates":
         """Make the known-parameter corrections trainable (or frozen); returns self."""
@@ -127,11 +119,7 @@ class ParametricGates(torch.nn.Module):
 
     def known_corrections(self, member: int) -> dict:
         """{name: "x1.023" (factor) or "+0.41 mV" (shift)} of one member's corrected known parameters."""
-        out = {}
-        for i, k in enumerate(self.known):
-            u = float(self.known_u.detach()[member, i])
-            out[k] = f"{10 * u:+.3g} mV" if k.startswith("e_") else f"x{math.exp(u):.4g}"
-        return out
+        return known_corrections(self.known, self.known_u, member)
 
     def subset(self, idx) -> "ParametricGates":
         idx = torch.as_tensor(idx, dtype=torch.long)
@@ -172,6 +160,29 @@ class ParametricGates(torch.nn.Module):
         """{gate: text} of member ``member``'s closed forms (V in mV, tau in ms)."""
         return {g: family_formula(int(self.family[member, j]), self.theta[member, j].detach().tolist())
                 for j, g in enumerate(self.gates)}
+
+
+def adjust_known(params: dict, known: tuple, known_u) -> dict:
+    """The known compartment's parameters (``{"cm", "g_leak", "e_leak", "g_<cur>", "e_<cur>"}``, tensors [M] or
+    floats) with corrections ``known_u`` [M, K] of the names in ``known``: capacitance and conductances times
+    exp(u), reversal potentials + 10 u mV."""
+    if not known:
+        return params
+    out = dict(params)
+    for i, k in enumerate(known):
+        base = torch.as_tensor(params[k], dtype=DT)
+        u = known_u[:, i]
+        out[k] = base + 10.0 * u if k.startswith("e_") else base * torch.exp(u)
+    return out
+
+
+def known_corrections(known: tuple, known_u, member: int) -> dict:
+    """{name: "x1.023" (factor) or "+0.41 mV" (shift)} of one member's corrections (see :func:`adjust_known`)."""
+    out = {}
+    for i, k in enumerate(known):
+        u = float(known_u.detach()[member, i])
+        out[k] = f"{10 * u:+.3g} mV" if k.startswith("e_") else f"x{math.exp(u):.4g}"
+    return out
 
 
 def _vminus(vh_mV: float) -> str:
