@@ -65,6 +65,8 @@ def main(argv=None):
     ap.add_argument("--refine-known", default=None, nargs="+",
                     help="known parameters refined with the closed forms (TraceFitConfig.refine_known): 'all' (default), "
                          "'none', or names such as e_leak g_na")
+    ap.add_argument("--cm-refine-known", default=None, choices=["on", "off"],
+                    help="refine those known parameters already in current matching (TraceFitConfig.cm_refine_known)")
     ap.add_argument("--bound-only", action="store_true", help="print the noise bounds only (no training)")
     ap.add_argument("--bound-families", nargs="+", default=["shift_tau", "flex", "closed", "closed_known"],
                     help="parameter families of the noise bound (see noise_bound)")
@@ -129,6 +131,8 @@ def main(argv=None):
     if args.refine_known is not None:
         rk = args.refine_known
         cfg.refine_known = () if rk == ["none"] else ("all" if rk == ["all"] else tuple(rk))
+    if args.cm_refine_known is not None:
+        cfg.cm_refine_known = args.cm_refine_known == "on"
     t0 = time.perf_counter()
     # a different network initialisation per seed: the ensemble is seeded once; members differ by position
     nets = train_members(model, args.learn, stim, v_obs, dt, assumed, cfg, progress=True)
