@@ -19,9 +19,11 @@ error of draws from it, i.e. what an efficient estimator would reach at each noi
 (17 bumps per curve), held-out RMSE < 2 mV in 100/30/20 % of draws at 1/5/10 % noise with prior sd 1 per bump,
 100/100/55 % with prior sd 0.3; Gamma >= 0.9 in 90-100 % either way.
 
-Measured (HH K n, 10 seeds, --quick --restarts 2, closed-form stage with the known parameters refined, 2769 s for 70
-members): converged 100/100/50/10 % at noise 0/1/5/10 %, 100/40/20 % at misspecification 1/2/5 % (networks alone:
-100/30/0/0 % and 30/0/0 %); Gamma >= 0.9 in 100 % up to 1 % noise and 2 % misspecification. Pospischil K n, 5 seeds:
+Measured (HH K n, 10 seeds, --quick --restarts 2, closed-form stage with the known parameters refined and the 40-
+iteration polish, 3603 s for 70 members on one thread while other jobs shared the 2 cores): converged 100/100/70/20 %
+at noise 0/1/5/10 %, 100/50/40 % at misspecification 1/2/5 % (before the polish: 100/100/50/10 % and 100/40/20 %;
+networks alone: 100/30/0/0 % and 30/0/0 %); Gamma >= 0.9 in 100 % up to 1 % noise and 2 % misspecification. Pospischil K n, 5 seeds
+(before the polish):
 100/100/40 % at noise 0/1/5 %, 80/100 % at misspecification 1/2 %.
 
 Full run:    python benchmarks/channel_from_trace.py --seeds 10 --out reports/channel_from_trace
