@@ -74,7 +74,35 @@ def gate_curves(family, theta, v):
     return x, torch.exp(ltau)
 
 
-class ParametricGates(torch.nn.Module):
+class KnownCorrections:
+    """Mixin of gate modules with corrections ``known_u`` [M, K] of the known compartment's parameters named in
+    ``known`` (capacitance and conductances times exp(u), reversal potentials + 10 u mV)."""
+
+    @property
+    def refine_known(self) -> bool:
+        """Whether the corrections are trainable."""
+        return bool(self.known_u.requires_grad)
+
+    def set_refine_known(self, on: bool = True):
+        """Make the corrections trainable (or frozen); returns self."""
+        self.known_u.requires_grad_(bool(on and self.known))
+        return self
+
+    def adjust_params(self, params: dict) -> dict:
+        """The known compartment's parameters with these corrections (see :func:`adjust_known`); applied by
+        :func:`.trace.simulate`."""
+        return adjust_known(params, self.known, self.known_u)
+
+    def known_corrections(self, member: int) -> dict:
+        """{name: "x1.023" (factor) or "+0.41 mV" (shift)} of one member's corrections."""
+        out = {}
+        for i, k in enumerate(self.known):
+            u = float(self.known_u.detach()[member, i])
+            out[k] = f"{10 * u:+.3g} mV" if k.startswith("e_") else f"x{math.exp(u):.4g}"
+        return out
+
+
+class ParametricGates(KnownCorrections, torch.nn.Module):
     """Closed-form learned gates of M members: ``family`` [M, G] (indices into :data:`FAMILIES`), parameters
     ``theta`` [M, G, 8]; optional conductance scale exp(log_g) and reversal shift de (mV) per member, and optional
     corrections ``known_u`` [M, K] of the known compartment's parameters named in ``known`` (see
@@ -96,8 +124,7 @@ class ParametricGates(torch.nn.Module):
         # corrections of the known compartment's parameters (see adjust_params); trainable only when refined
         self.known = tuple(known)
         u = torch.zeros(self.M, len(self.known), dtype=DT) if known_u is None else known_u.detach().clone().to(DT)
-        self.refine_known = bool(refine_known and self.known)
-        self.known_u = torch.nn.Parameter(u, requires_grad=self.refine_known)
+        self.known_u = torch.nn.Parameter(u, requires_grad=bool(refine_known and self.known))
 
     def forward(self, v):
         """v [M, N] mV -> {gate: (x_inf [M, N], tau [M, N] ms)}."""
@@ -105,21 +132,6 @@ class ParametricGates(torch.nn.Module):
 
     def channel_mods(self):
         return self.channel, torch.exp(self.log_g), self.de
-
-    def adjust_params(self, params: dict) -> dict:
-        """The known compartment's parameters with this module's corrections (see :func:`adjust_known`);
-        :func:`.trace.simulate` applies it."""
-        return adjust_known(params, self.known, self.known_u)
-
-    def set_refine_known(self, on: bool = True) -> "ParametricGates":
-        """Make the known-parameter corrections trainable (or frozen); returns self."""
-        self.refine_known = bool(on and self.known)
-        self.known_u.requires_grad_(self.refine_known)
-        return self
-
-    def known_corrections(self, member: int) -> dict:
-        """{name: "x1.023" (factor) or "+0.41 mV" (shift)} of one member's corrected known parameters."""
-        return known_corrections(self.known, self.known_u, member)
 
     def subset(self, idx) -> "ParametricGates":
         idx = torch.as_tensor(idx, dtype=torch.long)
@@ -173,15 +185,6 @@ def adjust_known(params: dict, known: tuple, known_u) -> dict:
         base = torch.as_tensor(params[k], dtype=DT)
         u = known_u[:, i]
         out[k] = base + 10.0 * u if k.startswith("e_") else base * torch.exp(u)
-    return out
-
-
-def known_corrections(known: tuple, known_u, member: int) -> dict:
-    """{name: "x1.023" (factor) or "+0.41 mV" (shift)} of one member's corrections (see :func:`adjust_known`)."""
-    out = {}
-    for i, k in enumerate(known):
-        u = float(known_u.detach()[member, i])
-        out[k] = f"{10 * u:+.3g} mV" if k.startswith("e_") else f"x{math.exp(u):.4g}"
     return out
 
 

@@ -48,7 +48,7 @@ import torch
 from .. import channels as nc
 from ..train.memory import retained_heap
 from .gatenet import GateEnsemble
-from .parametric import adjust_known, known_corrections
+from .parametric import KnownCorrections
 
 __all__ = ["CompartmentModel", "HH", "POSPISCHIL", "TraceFitConfig", "LearnedGates", "simulate", "step_stimulus",
            "noisy_stimulus", "training_protocol", "train_members", "member_rmse", "learned_curves", "estimate_noise_sd",
@@ -122,12 +122,12 @@ def training_protocol(dt: float = 0.025, amp: float = 0.01, seed: int = 123):
     return t, s
 
 
-class LearnedGates(torch.nn.Module):
+class LearnedGates(KnownCorrections, torch.nn.Module):
     """Networks for the learned gates of M members: an ensemble of M * n_gates MLPs.
 
     Optional per-member conductance scale ``exp(log_g)`` and reversal shift ``de`` (mV) of the learned
     channel (``learn_conductance``); both start at the assumed values (0). Optional corrections ``known_u`` [M, K]
-    of the known compartment's parameters named in ``known`` (see :func:`.parametric.adjust_known`; trainable
+    of the known compartment's parameters named in ``known`` (:class:`.parametric.KnownCorrections`; trainable
     only after :meth:`set_refine_known`)."""
 
     tau_min = 1e-3
@@ -159,15 +159,6 @@ class LearnedGates(torch.nn.Module):
         """(learned channel, conductance factor [M], reversal shift [M] mV)."""
         return self.channel, torch.exp(self.log_g), self.de
 
-    def adjust_params(self, params: dict) -> dict:
-        """The known compartment's parameters with this module's corrections (applied by :func:`simulate`)."""
-        return adjust_known(params, self.known, self.known_u)
-
-    def set_refine_known(self, on: bool = True) -> "LearnedGates":
-        """Make the known-parameter corrections trainable (or frozen); returns self."""
-        self.known_u.requires_grad_(bool(on and self.known))
-        return self
-
     def subset(self, idx) -> "LearnedGates":
         """A new LearnedGates with members ``idx`` (list of member indices) of this one."""
         idx = torch.as_tensor(idx, dtype=torch.long)
@@ -182,7 +173,7 @@ class LearnedGates(torch.nn.Module):
             out.log_g.copy_(self.log_g[idx])
             out.de.copy_(self.de[idx])
             out.known_u.copy_(self.known_u[idx])
-        return out.set_refine_known(self.known_u.requires_grad)
+        return out.set_refine_known(self.refine_known)
 
     def copy_members_from(self, other: "LearnedGates", mask):
         """Overwrite the members where ``mask`` [M] (bool) is true by those of ``other`` (same shape)."""
@@ -724,7 +715,7 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
     known = _refined_names(model, learn, cfg.refine_known)
     u0 = torch.zeros(M, len(known), dtype=DT)  # the networks' corrections (current matching), if any
     for i, k in enumerate(known):
-        if k in getattr(nets, "known", ()):
+        if k in nets.known:
             u0[:, i] = nets.known_u.detach()[:, nets.known.index(k)]
     pg = ParametricGates(fam, th, learned, learn, nets.learn_conductance, nets.log_g.detach()[ids],
                          nets.de.detach()[ids], known, u0[ids])
@@ -823,7 +814,7 @@ class SelectedGates(torch.nn.Module):
             return out
         out = {g: "network" for g in self.gates}
         if self.nets.known:
-            out["known parameters"] = known_corrections(self.nets.known, self.nets.known_u, member)
+            out["known parameters"] = self.nets.known_corrections(member)
         return out
 
 
@@ -882,9 +873,8 @@ def _shooting(nets, model, learn, ctx: _TraceData, dt, window_ms, iters, cfg, be
             starts = starts[torch.linspace(0, len(starts) - 1, cfg.max_windows).round().long()]
         W = len(starts)
         s_idx = starts.tolist()
-        params = nets.adjust_params(ctx.params) if hasattr(nets, "adjust_params") else ctx.params  # frozen here
         pW = {k: torch.as_tensor(v, dtype=DT).detach().reshape(-1, 1).expand(M, W).reshape(-1)
-              for k, v in params.items()}
+              for k, v in nets.adjust_params(ctx.params).items()}  # corrections frozen here
         stimW = torch.stack([ctx.stim[:, s:s + H] for s in s_idx], 1).reshape(M * W, H)
         targ = torch.stack([ctx.v_obs[:, s + 1:s + H + 1] for s in s_idx], 1).reshape(M * W, H)
         rowsW = torch.arange(M).reshape(-1, 1).expand(M, W).reshape(-1)
@@ -1011,7 +1001,7 @@ def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, 
     learned = LEARN[learn]
     M, T = ctx.stim.shape
     pr_all = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M) for k, v in ctx.params.items()}
-    K = len(nets.known) if getattr(nets, "refine_known", False) else 0
+    K = len(nets.known) if nets.refine_known else 0
     if K:
         prior_w = estimate_noise_sd(ctx.v_obs).reshape(-1, 1) / _known_prior_sd(nets, ctx.params, known_sd)
 
