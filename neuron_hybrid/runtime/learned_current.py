@@ -18,6 +18,8 @@ from .build import DENSITY_SUFFIXES, density_suffixes_for, load_mechanisms, load
 from .contract import ContractError, check_numerics, read_attributes
 
 ENGINES = ("auto", "torchscript", "compiled", "table")
+#: on_out_of_range mode -> the bridge's code (0: clamp and warn once, 1: raise, 2: clamp without a warning)
+OUT_OF_RANGE_MODES = {"clamp": 0, "raise": 1, "clamp_quiet": 2}
 _ERROR_FIELDS = ("z_inf", "tau", "current", "conductance")
 _bridge_lib = None
 _instance_ids = itertools.count()
@@ -88,16 +90,17 @@ class LearnedCurrent:
 
         engine: "auto" (fastest engine whose results match TorchScript), "torchscript", "compiled"
             (C++ tape for rates and current) or "table" (rates tabulated every 0.01 mV, current from the tape).
-        on_out_of_range: "clamp" (clamp v to [v_min, v_max] and warn once) or "raise".
+        on_out_of_range: "clamp" (clamp v to [v_min, v_max] and warn once), "raise", or "clamp_quiet" (clamp
+            without a warning; :attr:`out_of_range_count` still counts, e.g. for candidate models scored in a loop).
         """
         path = Path(path).resolve()
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        if on_out_of_range not in ("clamp", "raise"):
-            raise ValueError(f"on_out_of_range must be 'clamp' or 'raise', got {on_out_of_range!r}")
+        if on_out_of_range not in OUT_OF_RANGE_MODES:
+            raise ValueError(f"on_out_of_range must be one of {tuple(OUT_OF_RANGE_MODES)}, got {on_out_of_range!r}")
         module, info = validate_file(path)
         n_threads = torch.get_num_threads()
-        handle = bridge().nhb_load(str(path).encode(), engine.encode(), int(on_out_of_range == "raise"))
+        handle = bridge().nhb_load(str(path).encode(), engine.encode(), OUT_OF_RANGE_MODES[on_out_of_range])
         # the bridge sets libtorch's process-wide intra-op threads to 1 for its per-segment calls; keep
         # this process's setting (training in the same process would otherwise run on one core)
         torch.set_num_threads(n_threads)
@@ -139,9 +142,10 @@ class LearnedCurrent:
         return bridge().nhb_out_of_range_count(self.handle)
 
     def set_on_out_of_range(self, mode: str) -> None:
-        if mode not in ("clamp", "raise"):
-            raise ValueError("mode must be 'clamp' or 'raise'")
-        bridge().nhb_set_raise(self.handle, int(mode == "raise"))
+        """"clamp" (warn once), "raise" or "clamp_quiet" (see :meth:`load`)."""
+        if mode not in OUT_OF_RANGE_MODES:
+            raise ValueError(f"mode must be one of {tuple(OUT_OF_RANGE_MODES)}, got {mode!r}")
+        bridge().nhb_set_raise(self.handle, OUT_OF_RANGE_MODES[mode])
 
     def __repr__(self):
         return f"LearnedCurrent({self.path.name!r}, kind={self.kind}, n_latent={self.n_latent}, engine={self.engine})"

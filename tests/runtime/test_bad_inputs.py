@@ -139,6 +139,24 @@ def test_out_of_range_clamps_and_warns_once(h, tmp_path, capfd):
     assert lc.out_of_range_count > 1
 
 
+def test_out_of_range_clamp_quiet_counts_without_warning(h, tmp_path, capfd):
+    m = HHPotassium(v_min=-80.0, v_max=40.0)
+    lc = nh.LearnedCurrent.load(nh.export(m, tmp_path / "quiet.pt"), on_out_of_range="clamp_quiet")
+    soma = hh_soma(h, "quiet")
+    soma.gkbar_hh = 0.0
+    lc.insert(soma)
+    h.finitialize(-90.0)
+    for _ in range(5):
+        h.fadvance()
+    assert "outside the trained range" not in capfd.readouterr().err
+    assert lc.out_of_range_count > 1
+    lc.set_on_out_of_range("raise")
+    with pytest.raises(RuntimeError, match="outside the trained range"):
+        h.finitialize(-90.0)
+    with pytest.raises(ValueError, match="clamp_quiet"):
+        lc.set_on_out_of_range("ignore")
+
+
 def test_out_of_range_raise(h, tmp_path):
     m = HHPotassium(v_min=-80.0, v_max=40.0)
     lc = nh.LearnedCurrent.load(nh.export(m, tmp_path / "narrow2.pt"), on_out_of_range="raise")
