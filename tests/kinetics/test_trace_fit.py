@@ -119,3 +119,19 @@ def test_current_matching_recovers_misspecified_known_parameters():
     assert abs(adj["g_na"] / float(p["g_na"][0]) - 1) < 0.02, nets.known_u
     assert float(fits[True].train_rmse[0]) < 0.6 * float(fits[False].train_rmse[0]), (fits[True].train_rmse,
                                                                                     fits[False].train_rmse)
+
+
+def test_current_matching_refines_only_the_named_known_parameters():
+    """cm_refine_names: current matching corrects only those (here cm, assumed 6 % too high); every other known
+    parameter stays at its assumed value."""
+    dt = 0.025
+    stim, p, v = _hh_training_trace(dt)
+    assumed = dict(p, cm=p["cm"] * 1.06)
+    cfg = TraceFitConfig(restarts=1, prior_steps=20, cm_steps=60, cm_lbfgs_steps=40, tf_steps=0, learn_conductance=False,
+                         parametric="off", cm_refine_known=True, cm_refine_names=("cm",))
+    nets = train_members(HH, "k", stim, v, dt, assumed, cfg)
+    assert nets.known == ("cm",)
+    adj = {k: float(torch.as_tensor(x).reshape(-1)[0]) for k, x in nets.adjust_params(assumed).items()}
+    assert abs(adj["cm"] / float(p["cm"][0]) - 1) < 0.03, nets.known_u
+    for k in ("g_leak", "e_leak", "g_na", "e_na"):
+        assert adj[k] == float(torch.as_tensor(assumed[k]).reshape(-1)[0])
