@@ -577,9 +577,9 @@ def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, p
     stim = stim.repeat_interleave(R, 0)
     v_obs = v_obs.repeat_interleave(R, 0)
     params = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M0).repeat_interleave(R) for k, v in params.items()}
+    cm_known = _refined_names(model, learn, cfg.cm_refine_names or cfg.refine_known) if cfg.cm_refine_known else ()
     nets = LearnedGates(M, learned, cfg.width, cfg.depth, cfg.seed, channel=learn,
-                        learn_conductance=cfg.learn_conductance,
-                        known=_refined_names(model, learn, cfg.cm_refine_names or cfg.refine_known) if cfg.cm_refine_known else ())
+                        learn_conductance=cfg.learn_conductance, known=cm_known)
     rows_all = torch.arange(M)
     vg = _grid()
 
