@@ -28,7 +28,7 @@ def _n_gate_errors(nets, vg):
 def test_recovers_hh_n_gate_from_clean_trace():
     dt = 0.025
     stim, p, v = _hh_training_trace(dt)
-    cfg = TraceFitConfig(restarts=1, cm_steps=150, cm_lbfgs_steps=200, window_ms=(3.0,), tf_steps=8, max_windows=40,
+    cfg = TraceFitConfig(restarts=2, cm_steps=150, cm_lbfgs_steps=200, window_ms=(3.0,), tf_steps=8, max_windows=40,
                          learn_conductance=False, parametric="off")
     nets = train_members(HH, "k", stim, v, dt, p, cfg)
     assert float(nets.train_rmse[0]) < 2.0
