@@ -138,10 +138,9 @@ def main(argv=None):
     if args.refine_known is not None:
         rk = args.refine_known
         cfg.refine_known = () if rk == ["none"] else ("all" if rk == ["all"] else tuple(rk))
-    if args.cm_refine_known is not None:
-        cfg.cm_refine_known = args.cm_refine_known == "on"
-    if args.cm_known_fixed_until_polish is not None:
-        cfg.cm_known_fixed_until_polish = args.cm_known_fixed_until_polish == "on"
+    for flag in ("cm_refine_known", "cm_known_fixed_until_polish"):  # on/off switches of TraceFitConfig
+        if getattr(args, flag) is not None:
+            setattr(cfg, flag, getattr(args, flag) == "on")
     t0 = time.perf_counter()
     # a different network initialisation per seed: the ensemble is seeded once; members differ by position
     nets = train_members(model, args.learn, stim, v_obs, dt, assumed, cfg, progress=True)

@@ -151,15 +151,13 @@ class NeuronValidator:
         with tempfile.TemporaryDirectory(prefix="nh_val_") as d:
             meta = {"format_version": FORMAT_VERSION, "cell": "validation", "mod_dirs": self.mod_dirs}
             _write_model_dir(Path(d), model, self.soma_desc, meta)
-            # candidates (e.g. the linear warm start) may leave the trained voltage range: clamp, count, no warning
+            # candidates (e.g. the linear warm start) may leave the trained voltage range: clamp without a warning
             red = ReducedCell.load(d, name="validation", on_out_of_range="clamp_quiet")
             out = []
             for tr in self.traces:
-                before = red.learned.out_of_range_count
                 _, v, _, _ = simulate_voltage(red, tr.protocol_object(), dt_ms=self.dt_ms)
                 n = min(len(v), len(tr.v_soma))
                 out.append(compare_traces(tr.t[:n], tr.v_soma[:n], v[:n]))
-                out[-1]["out_of_range_steps"] = red.learned.out_of_range_count - before
             del red
         return out
 

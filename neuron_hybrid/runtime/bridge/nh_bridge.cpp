@@ -598,12 +598,15 @@ void run_tape(const Tape& t, double v, const double* z, bool with_dot, std::vect
 // ----------------------------------------------------------------------------------------------
 enum Engine { ENG_TORCH = 0, ENG_COMPILED = 1, ENG_TABLE = 2 };
 
+// on_out_of_range modes (learned_current.OUT_OF_RANGE_MODES)
+constexpr int kClampWarn = 0, kRaise = 1, kClampQuiet = 2;
+
 struct Model {
     std::string path, name;
     int K = 0;
     int kind = 0;
     double vmin = -100, vmax = 60;
-    std::atomic<int> raise{0};  // 0: clamp and warn once, 1: raise, 2: clamp quietly (count only)
+    std::atomic<int> raise{kClampWarn};  // kClampWarn, kRaise or kClampQuiet (out_of_range counts in every mode)
     std::atomic<long> out_of_range{0};
     std::atomic<int> warned{0};
     torch::jit::script::Module module;
@@ -695,7 +698,7 @@ double clamp_v_slow(Model* m, int instance, double v, bool& clamped) {
     if (std::isnan(v)) return v;
     clamped = true;
     m->out_of_range.fetch_add(1);
-    if (m->raise.load() == 0 && !m->warned.exchange(1)) {
+    if (m->raise.load() == kClampWarn && !m->warned.exchange(1)) {
         std::fprintf(stderr,
                      "neuron-hybrid warning: v = %g mV is outside the trained range [%g, %g] mV of %s; "
                      "clamping v to the range (warned once per model; use on_out_of_range='raise' to stop "
@@ -1047,7 +1050,7 @@ int nhb_rates_n(int h, int instance, double v, double* zinf, double* tau, int n_
                     "or from hoc with model_id_<suffix> = nh_load(\"file.pt\")");
     bool clamped;
     const double vc = clamp_v(m, instance, v, clamped);
-    if (clamped && m->raise.load() == 1) {
+    if (clamped && m->raise.load() == kRaise) {
         std::ostringstream os;
         os << where(m, instance) << ": v = " << v << " mV is outside the trained range [" << m->vmin << ", "
            << m->vmax << "] mV (on_out_of_range='raise')";
@@ -1085,7 +1088,7 @@ int nhb_current(int h, int instance, double v, const double* z, double* i, doubl
                     std::to_string(h) + ", which is not a loaded model");
     bool clamped;
     const double vc = clamp_v(m, instance, v, clamped);
-    if (clamped && m->raise.load() == 1) {
+    if (clamped && m->raise.load() == kRaise) {
         std::ostringstream os;
         os << where(m, instance) << ": v = " << v << " mV is outside the trained range [" << m->vmin << ", "
            << m->vmax << "] mV (on_out_of_range='raise')";
