@@ -45,6 +45,8 @@ def _reduce_config(args):
                        protocol_size=args.size, rheobase_nA=args.rheobase, recovery_protocols=args.recovery_protocols)
     if args.epochs is not None:
         cfg.teacher = replace(cfg.teacher, epochs=args.epochs, seed=args.seed)
+    if args.lbfgs_iters is not None:
+        cfg.teacher = replace(cfg.teacher, lbfgs_iters=args.lbfgs_iters)
     return cfg
 
 
@@ -136,7 +138,9 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="cell builder override")
     r.add_argument("--out", required=True, help="model directory to write")
     r.add_argument("--latents", type=int, default=4, help="latents of the axial current (default 4)")
-    r.add_argument("--epochs", type=int, default=None, help="teacher-forcing epochs (default 400)")
+    r.add_argument("--epochs", type=int, default=None, help="teacher-forcing Adam epochs (default 400)")
+    r.add_argument("--lbfgs-iters", type=int, default=None,
+                   help="teacher-forcing L-BFGS iterations after Adam (default 400; fewer trade accuracy for time)")
     r.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop (BPTT) stage")
     r.add_argument("--size", choices=["standard", "small"], default="standard", help="protocol set size")
     r.add_argument("--recovery-protocols", action="store_true",

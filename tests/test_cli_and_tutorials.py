@@ -26,6 +26,18 @@ def test_help_of_every_subcommand(capsys):
         assert "usage: neuron-hybrid " + name in capsys.readouterr().out
 
 
+def test_reduce_options_reach_the_configuration():
+    from neuron_hybrid.cli import _reduce_config
+    from neuron_hybrid.reduce import ReduceConfig
+
+    args = make_parser().parse_args(["reduce", "--cell", "ball_and_stick", "--out", "x", "--epochs", "7",
+                                     "--lbfgs-iters", "3", "--latents", "2", "--seed", "5"])
+    cfg = _reduce_config(args)
+    assert (cfg.teacher.epochs, cfg.teacher.lbfgs_iters, cfg.n_latent, cfg.seed) == (7, 3, 2, 5)
+    default = _reduce_config(make_parser().parse_args(["reduce", "--cell", "ball_and_stick", "--out", "x"]))
+    assert default.teacher == ReduceConfig().teacher
+
+
 def test_console_script_is_installed():
     exe = shutil.which("neuron-hybrid")
     assert exe, "pip install -e . must install the neuron-hybrid command"
