@@ -99,8 +99,6 @@ class TeacherBatch:
     dt_ms: float
     grid: torch.Tensor
     restart: torch.Tensor = None  # [S, T // CHUNK] bool: a sequence starts at that chunk (packed rows)
-    seq: torch.Tensor = None      # [S, T-1] long: index of the sequence each target sample belongs to (-1: padding)
-    pos: torch.Tensor = None      # [S, T-1] long: the target sample's index within its sequence (0 = I[1])
 
     @property
     def n_samples(self) -> int:
@@ -139,13 +137,9 @@ def make_batch(seqs, grid: torch.Tensor, pack: bool = False) -> TeacherBatch:
     v = torch.empty(S, T, dtype=torch.float64)
     target = torch.zeros(S, T - 1, dtype=torch.float64)
     mask = torch.zeros(S, T - 1, dtype=torch.float64)
-    seq = torch.full((S, T - 1), -1, dtype=torch.long)
-    pos = torch.zeros(S, T - 1, dtype=torch.long)
     # in row order, so that each sequence's padding (its last recorded value: no spurious spikes or
     # latents) runs up to the next sequence of the row, which then overwrites it
-    for j, (s, (r, o), n) in sorted(enumerate(zip(seqs, where, lengths)), key=lambda x: x[1][1]):
-        seq[r, o:o + n - 1] = j
-        pos[r, o:o + n - 1] = torch.arange(n - 1)
+    for s, (r, o), n in sorted(zip(seqs, where, lengths), key=lambda x: x[1]):
         v[r, o:o + n] = torch.as_tensor(s.v_mV, dtype=torch.float64)
         v[r, o + n:] = float(s.v_mV[-1])
         target[r, o:o + n - 1] = torch.as_tensor(s.i_nA[1:], dtype=torch.float64)
@@ -155,7 +149,7 @@ def make_batch(seqs, grid: torch.Tensor, pack: bool = False) -> TeacherBatch:
     v0, h = float(grid[0]), float(grid[1] - grid[0])
     x = ((v - v0) / h).clamp(0, len(grid) - 1 - 1e-9)
     idx = x.floor().long()
-    return TeacherBatch(v, target, mask, idx, (x - idx).unsqueeze(-1), dts.pop(), grid, restart, seq, pos)
+    return TeacherBatch(v, target, mask, idx, (x - idx).unsqueeze(-1), dts.pop(), grid, restart)
 
 
 def teacher_latents(model, batch: TeacherBatch, tables=None) -> torch.Tensor:
@@ -205,9 +199,6 @@ class TeacherConfig:
     pre_spike_weight: float = 1.0      # loss weight of the approach to each recorded spike: the samples
     pre_spike_ms: float = 8.0          # from pre_spike_ms to 0.5 ms before its 0 mV crossing, where a
                                        # few pA of error move the spike by ms
-    window_mean_weight: float = 0.0    # weight of the squared mean error over consecutive windows of
-    window_mean_ms: float = 50.0       # window_mean_ms within each sequence (the slow, DC part of the
-                                       # error, which sets firing rates: see window_mean_error)
 
 
 def sample_weights(batch: "TeacherBatch", config: TeacherConfig) -> torch.Tensor:
@@ -228,34 +219,6 @@ def sample_weights(batch: "TeacherBatch", config: TeacherConfig) -> torch.Tensor
     return w * batch.mask
 
 
-def window_ids(batch: "TeacherBatch", window_ms: float):
-    """(ids [S, T-1] long, counts [n_windows] float): every target sample's window, the consecutive
-    runs of window_ms within its own sequence (the last one of a sequence may be shorter); padding
-    goes to an extra last id whose count is 0."""
-    if batch.seq is None:
-        raise ValueError("this batch does not record its sequences; build it with make_batch")
-    per = max(1, int(round(window_ms / batch.dt_ms)))
-    n_seq = int(batch.seq.max()) + 1
-    n_win = int(batch.pos.max()) // per + 1
-    ids = torch.where(batch.seq >= 0, batch.seq * n_win + batch.pos // per, n_seq * n_win)
-    counts = torch.zeros(n_seq * n_win + 1, dtype=torch.float64).index_add_(0, ids.reshape(-1), batch.mask.reshape(-1))
-    counts[-1] = 0.0
-    return ids, counts
-
-
-def window_mean_error(err: torch.Tensor, ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Sample-weighted mean of the squared window means of err (nA^2): sum_w n_w mean_w^2 / sum_w n_w.
-
-    The part of the mean squared error that lives on time scales longer than a window. Near
-    threshold a tonically firing cell's rate follows the mean current: ca1, ~0.5 spikes per pA of
-    the ~290 pA axial load on a 2 s step, so a few pA of slow bias cost several spikes while the
-    sample MSE (dominated by fast errors around spikes) hardly sees it.
-    """
-    sums = torch.zeros_like(counts).index_add(0, ids.reshape(-1), err.reshape(-1))
-    used = counts > 0
-    return (sums[used] ** 2 / counts[used]).sum() / counts.sum()
-
-
 def _save_checkpoint(path, state: dict) -> None:
     """Write `state` to `path` atomically (a crash leaves the previous checkpoint intact)."""
     tmp = Path(str(path) + ".tmp")
@@ -263,17 +226,12 @@ def _save_checkpoint(path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def _weighted_loss(model, batch, weight, n_total, windows=None):
-    """Weighted mean squared error of the teacher-forced current (nA^2), plus, with
-    windows = (weight, ids, counts), that weight times window_mean_error."""
-    err = (batch_current(model, batch) - batch.target) * batch.mask
-    loss = (weight * err ** 2).sum() / n_total
-    if windows is not None:
-        loss = loss + windows[0] * window_mean_error(err, windows[1], windows[2])
-    return loss
+def _weighted_loss(model, batch, weight, n_total):
+    """Weighted mean squared error of the teacher-forced current (nA^2)."""
+    return (weight * (batch_current(model, batch) - batch.target) ** 2).sum() / n_total
 
 
-def _lbfgs_polish(model, loss_fn, config, history, best, best_score, checkpoint, resume, progress,
+def _lbfgs_polish(model, batch, weight, n_total, config, history, best, best_score, checkpoint, resume, progress,
                   evaluate):
     """L-BFGS after Adam (see TeacherConfig); returns the updated (best loss, best score) pairs."""
     done = 0
@@ -291,7 +249,7 @@ def _lbfgs_polish(model, loss_fn, config, history, best, best_score, checkpoint,
 
     def closure():
         opt.zero_grad()
-        loss = loss_fn()
+        loss = _weighted_loss(model, batch, weight, n_total)
         loss.backward()
         return loss
 
@@ -302,7 +260,7 @@ def _lbfgs_polish(model, loss_fn, config, history, best, best_score, checkpoint,
         opt.step(closure)
         done += n
         with torch.no_grad():
-            val = float(loss_fn())
+            val = float(_weighted_loss(model, batch, weight, n_total))
         if not math.isfinite(val):  # a failed line search: keep the best so far
             model.load_state_dict(best[1])
             break
@@ -351,13 +309,6 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
     batch = make_batch(seqs, grid, pack=True)
     weight = sample_weights(batch, config)
     n_total = float(weight.sum())
-    windows = None
-    if config.window_mean_weight > 0:
-        windows = (config.window_mean_weight, *window_ids(batch, config.window_mean_ms))
-
-    def loss_fn():
-        return _weighted_loss(model, batch, weight, n_total, windows)
-
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1), eta_min=config.lr_min)
     history = {"loss": [], "config": asdict(config)}
@@ -386,7 +337,7 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
         bar = tqdm(bar, desc="teacher forcing", initial=start, total=config.epochs, leave=False)
     for epoch in bar:
         opt.zero_grad()
-        loss = loss_fn()
+        loss = _weighted_loss(model, batch, weight, n_total)
         loss.backward()
         val = float(loss.detach())
         history["loss"].append(val)
@@ -408,7 +359,7 @@ def train_teacher_forced(model, seqs, config: TeacherConfig = TeacherConfig(), c
                                           "best": best, "best_score": best_score})
     if progress:
         bar.close()
-    best, best_score = _lbfgs_polish(model, loss_fn, config, history, best, best_score, checkpoint,
+    best, best_score = _lbfgs_polish(model, batch, weight, n_total, config, history, best, best_score, checkpoint,
                                      resume_lbfgs, progress, evaluate)
     if best_score[1] is not None:
         model.load_state_dict(best_score[1])

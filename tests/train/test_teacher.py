@@ -90,33 +90,6 @@ def test_packed_batch_equals_one_sequence_per_row():
                                                              / plain.n_samples), rel_tol=1e-9)
 
 
-def test_window_mean_error_is_the_squared_mean_of_each_sequences_windows():
-    """Packed rows: windows never cross a sequence boundary; checked against a per-sequence numpy loop."""
-    from neuron_hybrid.train.teacher import window_ids, window_mean_error
-
-    rng = np.random.default_rng(5)
-    lengths = (3000, 700, 1100, 513, 2900)
-    seqs = [Sequence(-65 + rng.normal(0, 1, n), np.zeros(n), DT) for n in lengths]
-    errs = [rng.normal(0.01 * j, 0.05, n - 1) for j, n in enumerate(lengths)]   # a different bias per sequence
-    grid = torch.arange(-110.0, 60.05, 0.1, dtype=torch.float64)
-    b = make_batch(seqs, grid, pack=True)
-    err = torch.zeros_like(b.target)
-    for j, e in enumerate(errs):
-        err[b.seq == j] = torch.as_tensor(e)           # pos increases along the row within a sequence
-    window_ms = 10.0
-    per = int(round(window_ms / DT))
-    ref_num = sum(len(w) * w.mean() ** 2 for e in errs for w in np.split(e, range(per, len(e), per)))
-    ids, counts = window_ids(b, window_ms)
-    assert float(counts.sum()) == b.n_samples == sum(n - 1 for n in lengths)
-    assert math.isclose(float(window_mean_error(err, ids, counts)), ref_num / b.n_samples, rel_tol=1e-12)
-    # windows of one sample: the plain mean squared error; one window per sequence: the biases
-    ids1, c1 = window_ids(b, DT)
-    assert math.isclose(float(window_mean_error(err, ids1, c1)), float((err ** 2).sum()) / b.n_samples, rel_tol=1e-12)
-    ids_all, c_all = window_ids(b, 1000.0)
-    assert math.isclose(float(window_mean_error(err, ids_all, c_all)),
-                        sum(len(e) * e.mean() ** 2 for e in errs) / b.n_samples, rel_tol=1e-12)
-
-
 def _nonlinear_target(seed=1, n=6000):
     """V of _lti_data; I (nA) from a 2-latent model whose rate network is a random perturbation of a
     linear one: nonlinear, and exactly representable."""
