@@ -28,8 +28,8 @@ GOALS = {
 }
 
 
-def _time_cell(build, repeats: int, tstop_ms: float, dt_ms: float) -> float:
-    """Median wall seconds per simulated second of the cell made by build() (alone in NEURON)."""
+def _time_cell(build, tstop_ms: float, dt_ms: float) -> float:
+    """Wall seconds per simulated second of one run of the cell made by build() (alone in NEURON)."""
     from neuron import h
 
     from ..datagen.run import steady_state_initialize
@@ -40,15 +40,13 @@ def _time_cell(build, repeats: int, tstop_ms: float, dt_ms: float) -> float:
     cell.apply_globals()
     pc = h.ParallelContext()
     pc.set_maxstep(10)
-    times = []
-    for _ in range(repeats):
-        steady_state_initialize(cell.v_init_mV if cell.v_init_mV is not None else -65.0, dt_ms=dt_ms, settle_ms=50.0,
-                                coarse_steps=2)
-        t0 = time.perf_counter()
-        pc.psolve(tstop_ms)
-        times.append(time.perf_counter() - t0)
+    steady_state_initialize(cell.v_init_mV if cell.v_init_mV is not None else -65.0, dt_ms=dt_ms, settle_ms=50.0,
+                            coarse_steps=2)
+    t0 = time.perf_counter()
+    pc.psolve(tstop_ms)
+    wall = time.perf_counter() - t0
     del handle, cell
-    return statistics.median(times) * 1000.0 / tstop_ms
+    return wall * 1000.0 / tstop_ms
 
 
 class _SomaOnly:
@@ -143,9 +141,9 @@ def run_benchmark(model_dir, report_dir=None, repeats: int = 5, timing_ms: float
 
     # interleaved rounds (full, reduced, soma; each alone in NEURON): the machine's drift between rounds (l5pc's
     # soma alone: 0.12-0.19 s/s in consecutive blocks) hits all three alike, and the ratios are medians per round
-    rounds = [[_time_cell(build, 1, timing_ms, dt) for build in
-               (lambda: cells_mod.build(cell_name, **overrides), lambda: _RC.load(model_dir, name="timed"),
-                lambda: _SomaOnly(soma_desc))] for _ in range(repeats)]
+    builds = (lambda: cells_mod.build(cell_name, **overrides), lambda: _RC.load(model_dir, name="timed"),
+              lambda: _SomaOnly(soma_desc))
+    rounds = [[_time_cell(build, timing_ms, dt) for build in builds] for _ in range(repeats)]
     t_full, t_red, t_soma = (statistics.median(r[j] for r in rounds) for j in range(3))
     speedup = statistics.median(r[0] / r[1] for r in rounds)
     cost_vs_soma = statistics.median(r[1] / r[2] for r in rounds)
