@@ -166,6 +166,7 @@ def main(argv=None):
         row = {"noise_sd_frac": c[0], "misspec_sd": c[1], "seeds": len(idx), "converged": float(np.mean(h < 2.0)),
                "median_heldout_rmse_mV": float(np.median(h)), "median_train_rmse_mV": float(np.median(rm["train"][idx])),
                "median_fit_rmse_vs_noisy_mV": float(np.median(nets.train_rmse.numpy()[idx])),
+               "per_seed_fit_rmse_vs_noisy_mV": nets.train_rmse.numpy()[idx].tolist(),
                "per_seed_heldout_rmse_mV": h.tolist(),
                "converged_gamma_0.9": float(np.mean(held_gamma[idx] >= 0.9)),
                "median_heldout_gamma": float(np.median(held_gamma[idx])),
