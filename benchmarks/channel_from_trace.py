@@ -69,8 +69,9 @@ def main(argv=None):
     ap.add_argument("--refine-known", default=None, nargs="+",
                     help="known parameters refined with the closed forms (TraceFitConfig.refine_known): 'all' (default), "
                          "'none', or names such as e_leak g_na")
-    ap.add_argument("--cm-refine-known", default=None, choices=["on", "off"],
-                    help="refine those known parameters already in current matching (TraceFitConfig.cm_refine_known)")
+    ap.add_argument("--cm-refine-known", default=None, choices=["on", "off", "both"],
+                    help="refine those known parameters already in current matching (TraceFitConfig.cm_refine_known; "
+                         "both: train each seed both ways and keep the fit closer to its training trace)")
     ap.add_argument("--cm-known-fixed-until-polish", default=None, choices=["on", "off"],
                     help="with --cm-refine-known on: hold them through the closed-form curricula, refine in the polish "
                          "(TraceFitConfig.cm_known_fixed_until_polish, default on)")
@@ -140,7 +141,7 @@ def main(argv=None):
         cfg.refine_known = () if rk == ["none"] else ("all" if rk == ["all"] else tuple(rk))
     for flag in ("cm_refine_known", "cm_known_fixed_until_polish"):  # on/off switches of TraceFitConfig
         if getattr(args, flag) is not None:
-            setattr(cfg, flag, getattr(args, flag) == "on")
+            setattr(cfg, flag, "both" if getattr(args, flag) == "both" else getattr(args, flag) == "on")
     t0 = time.perf_counter()
     # a different network initialisation per seed: the ensemble is seeded once; members differ by position
     nets = train_members(model, args.learn, stim, v_obs, dt, assumed, cfg, progress=True)
@@ -176,6 +177,8 @@ def main(argv=None):
             row["per_seed_fit_rmse_networks_mV"] = nets.network_train_rmse[idx].tolist()
             row["per_seed_fit_rmse_closed_form_mV"] = nets.parametric_train_rmse[idx].tolist()
             row["per_seed_model"] = [nets.describe(i) for i in idx]
+        if hasattr(nets, "pick"):  # cm_refine_known="both": which fit each seed kept (0: fixed, 1: refined)
+            row["per_seed_fit_kept"] = nets.pick[idx].tolist()
         rows.append(row)
         print(f"{c[0]:6.2f} {c[1]:8.2f} {len(idx):5d} {row['converged']:9.0%} {row['median_heldout_rmse_mV']:21.2f} "
               f"{row['median_train_rmse_mV']:18.2f} {row['converged_gamma_0.9']:10.0%} {row['median_heldout_gamma']:12.2f}"

@@ -29,6 +29,7 @@ def test_recovers_hh_n_gate_from_clean_trace():
     dt = 0.025
     stim, p, v = _hh_training_trace(dt)
     cfg = TraceFitConfig(restarts=2, cm_steps=150, cm_lbfgs_steps=200, window_ms=(3.0,), tf_steps=8, max_windows=40,
+                         cm_refine_known=False,
                          learn_conductance=False, parametric="off")
     nets = train_members(HH, "k", stim, v, dt, p, cfg)
     assert float(nets.train_rmse[0]) < 2.0
@@ -58,6 +59,7 @@ def test_recovers_hh_n_gate_from_noisy_trace():
     vs = _smooth_auto(v_obs, dt, None)[0]
     assert float(((vs - v) ** 2).mean().sqrt()) < 0.5 * sd
     cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False,
+                         cm_refine_known=False,
                          parametric="off")
     nets = train_members(HH, "k", stim, v_obs, dt, p, cfg)
     vg = np.linspace(-70, 30, 21)
@@ -79,6 +81,7 @@ def test_closed_form_stage_recovers_hh_n_rate_laws():
     dt = 0.025
     stim, p, v = _hh_training_trace(dt)
     cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, window_ms=(3.0,), tf_steps=4,
+                         cm_refine_known=False,
                          max_windows=30, learn_conductance=False, parametric_top=1, parametric_steps=4,
                          parametric_lm_iters=8, parametric_lm_curricula=((1.0,),),
                          parametric_polish_iters=8)
@@ -103,22 +106,38 @@ def test_closed_form_stage_recovers_hh_n_rate_laws():
 def test_current_matching_recovers_misspecified_known_parameters():
     """cm_refine_known: with cm assumed 6 % too high and g_na 5 % too low (clean trace), current matching refines
     them jointly with the n networks and finds the true values (the reference: the parameters that generated the
-    trace), and the networks then run closer to the trace than those trained with the wrong values."""
+    trace), and the networks then run closer to the trace than those trained with the wrong values.
+    cm_refine_known="both" trains both ways and keeps, per member, the fit closer to the training trace: member 0
+    has the misspecified parameters, member 1 the exact ones."""
+    from neuron_hybrid.kinetics.trace import MemberChoice
+
     dt = 0.025
     stim, p, v = _hh_training_trace(dt)
-    assumed = dict(p, cm=p["cm"] * 1.06, g_na=p["g_na"] * 0.95)
-    base = dict(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=True,
-                parametric="off")
-    fits = {}
-    for refine in (False, True):
-        cfg = TraceFitConfig(cm_refine_known=refine, **base)
-        fits[refine] = train_members(HH, "k", stim, v, dt, assumed, cfg)
-    nets = fits[True]
-    adj = {k: float(torch.as_tensor(x).reshape(-1)[0]) for k, x in nets.adjust_params(assumed).items()}
-    assert abs(adj["cm"] / float(p["cm"][0]) - 1) < 0.01, nets.known_u
-    assert abs(adj["g_na"] / float(p["g_na"][0]) - 1) < 0.02, nets.known_u
-    assert float(fits[True].train_rmse[0]) < 0.6 * float(fits[False].train_rmse[0]), (fits[True].train_rmse,
-                                                                                    fits[False].train_rmse)
+    assumed = {k: torch.cat([x, x]) for k, x in p.items()}
+    assumed["cm"][0] *= 1.06
+    assumed["g_na"][0] *= 0.95
+    cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0,
+                         learn_conductance=True, parametric="off", cm_refine_known="both")
+    both = train_members(HH, "k", stim.repeat(2, 1), v.repeat(2, 1), dt, assumed, cfg)
+    assert isinstance(both, MemberChoice)
+    fixed, refined = both.candidates
+    adj = {k: float(x.reshape(-1)[0]) for k, x in refined.adjust_params(assumed).items()}
+    assert abs(adj["cm"] / float(p["cm"][0]) - 1) < 0.01, refined.known_u
+    assert abs(adj["g_na"] / float(p["g_na"][0]) - 1) < 0.02, refined.known_u
+    assert float(refined.train_rmse[0]) < 0.6 * float(fixed.train_rmse[0]), (refined.train_rmse, fixed.train_rmse)
+    # the choice: per member the lower training error, and the combined model runs each member as its picked fit
+    errs = torch.stack([fixed.train_rmse, refined.train_rmse])
+    assert both.pick.tolist()[0] == 1 and both.pick.tolist() == errs.argmin(0).tolist()
+    assert torch.equal(both.train_rmse, errs.min(0).values)
+    t50 = torch.arange(0, 50, dt, dtype=torch.float64) + dt / 2
+    s = step_stimulus(t50, 5, 40, 0.013).repeat(2, 1)
+    with torch.no_grad():
+        v_both = simulate(HH, s, dt, assumed, both, ("n",))
+        for m in range(2):
+            v_pick = simulate(HH, s, dt, assumed, both.candidates[int(both.pick[m])], ("n",))
+            assert torch.allclose(v_both[m], v_pick[m], rtol=0, atol=1e-9)
+    sub = both.subset([1])
+    assert sub.M == 1 and sub.pick.tolist() == both.pick.tolist()[1:]
 
 
 def test_current_matching_refines_only_the_named_known_parameters():
