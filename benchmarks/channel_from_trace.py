@@ -24,7 +24,8 @@ iteration polish, 3603 s for 70 members on one thread while other jobs shared th
 at noise 0/1/5/10 %, 100/50/40 % at misspecification 1/2/5 % (before the polish: 100/100/50/10 % and 100/40/20 %;
 networks alone: 100/30/0/0 % and 30/0/0 %); Gamma >= 0.9 in 100 % up to 1 % noise and 2 % misspecification. With
 --cm-refine-known on (known parameters estimated in current matching, held through the curricula, polished): 100/100/80/50 %
-and 70/90/90 % (3553 s). Pospischil K n, 5 seeds
+and 70/90/90 % (3553 s). With --cm-refine-known both (the default since s15: each seed trained both ways, the fit closer
+to its training trace kept): 100/100/90/50 % and 100/80/90 % (3202 + 3106 s). Pospischil K n, 5 seeds
 (before the polish):
 100/100/40 % at noise 0/1/5 %, 80/100 % at misspecification 1/2 %.
 
