@@ -178,8 +178,8 @@ def main(argv=None):
             row["per_seed_fit_rmse_networks_mV"] = nets.network_train_rmse[idx].tolist()
             row["per_seed_fit_rmse_closed_form_mV"] = nets.parametric_train_rmse[idx].tolist()
             row["per_seed_model"] = [nets.describe(i) for i in idx]
-        if hasattr(nets, "pick"):  # cm_refine_known="both": which fit each seed kept (0: fixed, 1: refined)
-            row["per_seed_fit_kept"] = nets.pick[idx].tolist()
+        if hasattr(nets, "pick"):  # cm_refine_known="both": which fit each seed kept
+            row["per_seed_fit_kept"] = [nets.candidate_names[int(i)] for i in nets.pick[idx]]
         rows.append(row)
         print(f"{c[0]:6.2f} {c[1]:8.2f} {len(idx):5d} {row['converged']:9.0%} {row['median_heldout_rmse_mV']:21.2f} "
               f"{row['median_train_rmse_mV']:18.2f} {row['converged_gamma_0.9']:10.0%} {row['median_heldout_gamma']:12.2f}"

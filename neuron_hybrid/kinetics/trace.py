@@ -802,7 +802,8 @@ def _train_both_ways(model, learn, stim, v_obs, dt, params, cfg, progress, log):
                           progress, log) for mode in (False, True)]
     err = torch.stack([f.train_rmse for f in fits])  # [2, M]
     err = torch.where(torch.isfinite(err), err, torch.full_like(err, math.inf))
-    out = MemberChoice(fits, err.argmin(0))
+    out = MemberChoice(fits, err.argmin(0), ("known parameters held in current matching",
+                                             "known parameters refined in current matching"))
     out.train_seconds = time.perf_counter() - t0
     if log is not None:
         log.append(("mode_choice", 0.0, 0, out.pick.numpy().astype(float)))
@@ -816,9 +817,10 @@ class MemberChoice(torch.nn.Module):
 
     _PER_MEMBER = ("train_rmse", "network_train_rmse", "parametric_train_rmse", "use_parametric")
 
-    def __init__(self, candidates, pick):
+    def __init__(self, candidates, pick, candidate_names=None):
         super().__init__()
         self.candidates = torch.nn.ModuleList(candidates)
+        self.candidate_names = tuple(candidate_names or (str(i) for i in range(len(candidates))))
         first = candidates[0]
         self.gates, self.M, self.channel = first.gates, first.M, first.channel
         self.learn_conductance = first.learn_conductance
@@ -836,17 +838,13 @@ class MemberChoice(torch.nn.Module):
         return torch.stack(values).gather(0, self.pick.reshape(1, -1))[0]
 
     def forward(self, v):
-        used = sorted(set(self.pick.tolist()))
+        used = sorted(set(self.pick.tolist()))  # per time step in simulate: evaluate only the picked fits
         outs = {i: self.candidates[i](v) for i in used}
         if len(used) == 1:
             return outs[used[0]]
-        res = {}
-        for g in self.gates:
-            xs = [outs[i][g][0] if i in outs else torch.zeros_like(outs[used[0]][g][0]) for i in range(len(self.candidates))]
-            ts = [outs[i][g][1] if i in outs else torch.ones_like(outs[used[0]][g][1]) for i in range(len(self.candidates))]
-            idx = self.pick.reshape(1, -1, 1).expand(1, *xs[0].shape)
-            res[g] = (torch.stack(xs).gather(0, idx)[0], torch.stack(ts).gather(0, idx)[0])
-        return res
+        parts = [outs.get(i, outs[used[0]]) for i in range(len(self.candidates))]  # unpicked: never selected
+        idx = self.pick.reshape(1, -1, 1).expand(1, *v.shape)
+        return {g: tuple(torch.stack([p[g][j] for p in parts]).gather(0, idx)[0] for j in (0, 1)) for g in self.gates}
 
     def channel_mods(self):
         return self.channel, torch.exp(self.log_g), self.de
@@ -858,13 +856,13 @@ class MemberChoice(torch.nn.Module):
 
     def subset(self, idx) -> "MemberChoice":
         idx = torch.as_tensor(idx, dtype=torch.long)
-        out = MemberChoice([c.subset(idx) for c in self.candidates], self.pick[idx])
-        return out
+        return MemberChoice([c.subset(idx) for c in self.candidates], self.pick[idx], self.candidate_names)
 
     def describe(self, member: int) -> dict:
-        """The picked fit's description of one member, with which fit it is."""
-        out = dict(self.candidates[int(self.pick[member])].describe(member))
-        out["fit"] = int(self.pick[member])
+        """The picked fit's description of one member ({gate: formula or "network"}), with which fit it is."""
+        c = self.candidates[int(self.pick[member])]
+        out = dict(c.describe(member)) if hasattr(c, "describe") else {g: "network" for g in self.gates}
+        out["fit"] = self.candidate_names[int(self.pick[member])]
         return out
 
 
