@@ -87,7 +87,8 @@ def _cmd_fit_channel(args):
                            gbar_S_cm2=args.gbar, check=not args.no_check, progress=not args.quiet)
     rec = dict(model=args.model, learn=args.learn, seeds=args.seeds, seed=args.seed, sweeps=args.sweep,
                dt_ms=args.dt, stimulus_column=args.stimulus_column, voltage_column=args.voltage_column,
-               time_column=args.time_column, area_um2=args.area, train_seconds=args.train_seconds)
+               time_column=args.time_column, area_um2=args.area, train_seconds=args.train_seconds,
+               known_parameters=args.known_parameters)
     fit_channel(args.input, args.out, cfg, **rec)
     return 0
 
@@ -158,4 +159,7 @@ def add_subcommands(subparsers) -> None:
     r.add_argument("--voltage-column", default="v_mV", help="CSV column of the membrane potential (mV)")
     r.add_argument("--time-column", default="t_ms", help="CSV column of time (ms)")
     r.add_argument("--train-seconds", type=float, default=600.0, help="training time budget (s)")
+    r.add_argument("--known-parameters", choices=("both", "held", "refined"), default="both",
+                   help="the compartment's assumed parameters in current matching: held, refined, or both (each seed "
+                        "trained both ways, the fit closer to its sweep kept; twice the training time)")
     f.set_defaults(func=_cmd_fit_channel)

@@ -165,8 +165,11 @@ def write_nwb(path, sweeps: list[Sweep], area_um2: float | None = None) -> Path:
 
 def fit_recording(path, out_dir, config=None, *, model="hh", learn="k", seeds=4, seed=0, sweeps=None, dt_ms=None,
                   stimulus_column="i_nA", voltage_column="v_mV", time_column="t_ms", area_um2=None,
-                  train_seconds=600.0, trace_config=None) -> dict:
-    """Learn the ``learn`` gates of ``model`` from the sweeps in ``path``; write .pt, .mod, plot, report."""
+                  train_seconds=600.0, trace_config=None, known_parameters="both") -> dict:
+    """Learn the ``learn`` gates of ``model`` from the sweeps in ``path``; write .pt, .mod, plot, report.
+
+    known_parameters: "held", "refined" or "both": the compartment's assumed parameters in current matching
+    (:attr:`.trace.TraceFitConfig.cm_refine_known` False / True / "both"); ignored with ``trace_config``."""
     import torch
 
     from .curves_io import ChannelCurves, GateCurve
@@ -199,7 +202,11 @@ def fit_recording(path, out_dir, config=None, *, model="hh", learn="k", seeds=4,
     vobs = torch.stack([vs[j] for _, j in members])
     M = len(members)
     params = {k: torch.full((M,), v, dtype=torch.float64) for k, v in cm.default_params().items()}
-    tcfg = trace_config or TraceFitConfig(seed=seed, time_budget_s=train_seconds)
+    modes = {"held": False, "refined": True, "both": "both"}
+    if known_parameters not in modes:
+        raise RecordingError(f"known_parameters must be one of {sorted(modes)}, got {known_parameters!r}")
+    tcfg = trace_config or TraceFitConfig(seed=seed, time_budget_s=train_seconds,
+                                          cm_refine_known=modes[known_parameters])
     nets = train_members(cm, learn, stim, vobs, dt, params, tcfg, progress=cfg.progress)
     with torch.no_grad():
         hs = torch.stack([stims[j] for j in held_idx]).repeat(M, 1)
@@ -212,8 +219,8 @@ def fit_recording(path, out_dir, config=None, *, model="hh", learn="k", seeds=4,
     lc = learned_curves(nets, v)
     cur = {"k": "ik", "na": "ina"}[learn]
     chan = next(c for c in cm.channels if c[0] == learn)
-    gbar = chan[3] * float(torch.exp(nets.log_g[best]))  # log_g, de: 0 unless learn_conductance
-    e_rev = chan[4] + float(nets.de[best])
+    gbar = chan[3] * float(torch.exp(nets.log_g.detach()[best]))  # log_g, de: 0 unless learn_conductance
+    e_rev = chan[4] + float(nets.de.detach()[best])
     gates = {g: GateCurve(g, v, lc[g][0][best], lc[g][1][best], None, chan[2][g], learn, cur, "gbar", gbar, e_rev)
              for g in LEARN[learn]}
     curves = ChannelCurves(f"{model}_{learn}_learned", gates, "learned", cm.celsius, str(path),

@@ -90,3 +90,10 @@ def test_bad_recordings(tmp_path):
     (tmp_path / "x.txt").write_text("1")
     with pytest.raises(RecordingError, match="unknown recording format"):
         read_sweeps(tmp_path / "x.txt")
+    from neuron_hybrid.kinetics.recordings import fit_recording
+    with pytest.raises(RecordingError, match="known_parameters must be one of"):
+        fit_recording(write_csv(tmp_path / "r.csv", _sweeps()), tmp_path / "fit", area_um2=1000.0,
+                      known_parameters="fixed")
+    from neuron_hybrid.cli import main
+    with pytest.raises(SystemExit):  # argparse names the valid choices
+        main(["fit-channel", str(tmp_path / "r.csv"), "--out", str(tmp_path / "fit"), "--known-parameters", "fixed"])
