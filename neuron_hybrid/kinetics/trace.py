@@ -866,39 +866,25 @@ class MemberChoice(torch.nn.Module):
         return out
 
 
-class SelectedGates(torch.nn.Module):
-    """Per member either the gate networks or the closed forms (``use_parametric`` [M] bool); the interface of
-    :class:`LearnedGates` (forward, channel_mods, log_g, de, subset)."""
+class SelectedGates(MemberChoice):
+    """Per member either the gate networks or the closed forms (``use_parametric`` [M] bool): a
+    :class:`MemberChoice` between the two, described by formula and refined known parameters."""
 
     def __init__(self, nets: LearnedGates, parametric, use_parametric):
-        super().__init__()
-        self.nets, self.parametric = nets, parametric
-        self.gates, self.M, self.channel = nets.gates, nets.M, nets.channel
-        self.learn_conductance = nets.learn_conductance
-        self.register_buffer("use_parametric", torch.as_tensor(use_parametric, dtype=torch.bool))
-        u = self.use_parametric
-        self.log_g = torch.where(u, parametric.log_g.detach(), nets.log_g.detach())
-        self.de = torch.where(u, parametric.de.detach(), nets.de.detach())
+        super().__init__([nets, parametric], torch.as_tensor(use_parametric, dtype=torch.long),
+                         ("networks", "closed form"))
 
-    def forward(self, v):
-        if bool(self.use_parametric.all()):  # per time step in simulate: evaluate only what is used
-            return self.parametric(v)
-        if not bool(self.use_parametric.any()):
-            return self.nets(v)
-        a, b = self.nets(v), self.parametric(v)
-        u = self.use_parametric.reshape(-1, 1)
-        return {g: (torch.where(u, b[g][0], a[g][0]), torch.where(u, b[g][1], a[g][1])) for g in self.gates}
+    @property
+    def nets(self) -> LearnedGates:
+        return self.candidates[0]
 
-    def channel_mods(self):
-        return self.channel, torch.exp(self.log_g), self.de
+    @property
+    def parametric(self):
+        return self.candidates[1]
 
-    def adjust_params(self, params: dict) -> dict:
-        """Each member's known parameters as corrected by the part it uses (closed form or networks)."""
-        adj, adn = self.parametric.adjust_params(params), self.nets.adjust_params(params)
-        u = self.use_parametric
-        return {k: (torch.where(u, torch.as_tensor(adj[k], dtype=DT).expand(self.M),
-                                torch.as_tensor(adn[k], dtype=DT).expand(self.M))
-                    if k in self.parametric.known or k in self.nets.known else v) for k, v in params.items()}
+    @property
+    def use_parametric(self) -> torch.Tensor:
+        return self.pick.bool()
 
     def subset(self, idx) -> "SelectedGates":
         idx = torch.as_tensor(idx, dtype=torch.long)

@@ -67,7 +67,6 @@ class _LinearRecurrence(torch.autograd.Function):
             lam = _scan(torch.flip(la_next, dims=[-2]), torch.flip(gz, dims=[-2]), torch.zeros_like(gz[..., 0, :]),
                         chunk, rev_restart, torch.zeros(*batch, C, K, dtype=gz.dtype) if restart is not None else None)
             lam = torch.flip(lam, dims=[-2])
-            g_b = lam
             g_la = lam * (z - b)                   # alpha[n] z[n-1] = z[n] - b[n]
             g_start = torch.exp(log_alpha[..., ::chunk, :]) * lam[..., ::chunk, :]  # dL/d(state before chunk c)
             if restart is None:
@@ -75,7 +74,7 @@ class _LinearRecurrence(torch.autograd.Function):
             else:
                 g_z0 = torch.where(restart[..., 0, None], torch.zeros_like(g_start[..., 0, :]), g_start[..., 0, :])
                 g_zr = torch.where(restart[..., None], g_start, torch.zeros_like(g_start))
-        return g_la, g_b, g_z0, (g_zr if ctx.has_z_restart else None), None, None
+        return g_la, lam, g_z0, (g_zr if ctx.has_z_restart else None), None, None
 
 
 def linear_recurrence(log_alpha: torch.Tensor, b: torch.Tensor, z0: torch.Tensor, chunk: int = CHUNK,
