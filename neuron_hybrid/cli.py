@@ -43,41 +43,53 @@ def _reduce_config(args):
 
     cfg = ReduceConfig(n_latent=args.latents, workers=args.workers, seed=args.seed, closed_loop=not args.no_closed_loop,
                        protocol_size=args.size, rheobase_nA=args.rheobase, recovery_protocols=args.recovery_protocols)
+    cfg.teacher = replace(cfg.teacher, seed=args.seed)
+    cfg.closed_loop_config = replace(cfg.closed_loop_config, seed=args.seed)  # its random windows
     if args.epochs is not None:
-        cfg.teacher = replace(cfg.teacher, epochs=args.epochs, seed=args.seed)
+        cfg.teacher = replace(cfg.teacher, epochs=args.epochs)
     if args.lbfgs_iters is not None:
         cfg.teacher = replace(cfg.teacher, lbfgs_iters=args.lbfgs_iters)
     return cfg
 
 
 def _cmd_reduce(args):
+    from .cells import CellError
     from .reduce import reduce
+    from .runtime.build import BuildError
 
-    cell = args.cell
-    mod_dirs = list(args.mod_dir)
-    if args.morphology:
-        import importlib
-
-        module, _, func = args.biophysics.partition(":")
-        biophysics = getattr(importlib.import_module(module), func)
-        cell = _MorphologyCell(args.morphology, biophysics)
-    params = dict(kv.split("=", 1) for kv in args.param)
-    params = {k: _number(v) for k, v in params.items()}
-    reduce(cell, args.out, _reduce_config(args), cell_params=params or None, mod_dirs=mod_dirs)
+    try:
+        cell, params = _user_cell(args)
+        reduce(cell, args.out, _reduce_config(args), cell_params=params or None, mod_dirs=list(args.mod_dir))
+    except (CellError, BuildError, FileNotFoundError) as exc:
+        print(f"neuron-hybrid reduce: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
-class _MorphologyCell:
-    """A picklable builder for a user's morphology + biophysics function (for worker processes)."""
+def _user_cell(args):
+    """(cell, builder overrides) from --cell, --morphology/--biophysics or --hoc/--template."""
+    from .cells import CellError
+    from .cells.builders import HocTemplateBuilder, MorphologyBuilder
 
-    def __init__(self, path, biophysics):
-        self.path, self.biophysics = str(path), biophysics
-        self.__name__ = Path(path).stem
-
-    def __call__(self, **params):
-        from .cells import from_morphology
-
-        return from_morphology(self.path, biophysics=self.biophysics, params=params or None)
+    bad = [kv for kv in args.param if "=" not in kv]
+    if bad:
+        raise CellError(f"--param {bad[0]!r}: expected NAME=VALUE")
+    params = {k: _number(v) for k, v in (kv.split("=", 1) for kv in args.param)}
+    if args.morphology and args.hoc:
+        raise CellError("give either --morphology (with --biophysics) or --hoc (with --template), not both")
+    if args.morphology:
+        if not args.biophysics:
+            raise CellError("--morphology needs --biophysics module:function, the function that inserts your channels "
+                            "(e.g. --biophysics mycells:insert_channels, with mycells.py importable)")
+        return MorphologyBuilder(args.morphology, args.biophysics), params
+    if args.hoc:
+        if not args.template:
+            raise CellError(f"--hoc {args.hoc} needs --template NAME, the name of the template it defines")
+        if params:
+            raise CellError("--param overrides builder parameters of built-in cells and --biophysics functions; "
+                            "pass a hoc template's arguments with --template-arg")
+        return HocTemplateBuilder(args.hoc, args.template, args.mod_dir, [_number(a) for a in args.template_arg]), {}
+    return args.cell, params
 
 
 def _number(v: str):
@@ -92,9 +104,15 @@ def _number(v: str):
 
 def _cmd_benchmark(args):
     from .bench.reduction import run_benchmark
+    from .cells import CellError
+    from .reduce import ModelDirError
 
-    run_benchmark(args.model_dir, args.report, repeats=args.repeats, workers=args.workers,
-                  reference_ceiling=args.reference_ceiling)
+    try:
+        run_benchmark(args.model_dir, args.report, repeats=args.repeats, workers=args.workers,
+                      reference_ceiling=args.reference_ceiling)
+    except (CellError, ModelDirError, FileNotFoundError) as exc:
+        print(f"neuron-hybrid benchmark: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -134,6 +152,10 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--cell", default="ca1_pospischil", help="built-in cell name (neuron-hybrid cells lists them)")
     r.add_argument("--morphology", help="your own SWC/ASC file instead of --cell (with --biophysics)")
     r.add_argument("--biophysics", help="module:function inserting your channels, e.g. mycells:insert_channels")
+    r.add_argument("--hoc", help="your own cell as a hoc template file instead of --cell (with --template)")
+    r.add_argument("--template", help="name of the template defined in --hoc")
+    r.add_argument("--template-arg", action="append", default=[], metavar="VALUE",
+                   help="argument of the hoc template (repeatable, in order; numbers or strings)")
     r.add_argument("--mod-dir", action="append", default=[], metavar="DIR", help="your MOD files (repeatable)")
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="cell builder override")
     r.add_argument("--out", required=True, help="model directory to write")

@@ -64,8 +64,12 @@ class _SomaOnly:
 
 
 def run_benchmark(model_dir, report_dir=None, repeats: int = 5, timing_ms: float = 1000.0, size: str = None,
-                  workers: int = 2, log=print, plots: bool = True, reference_ceiling: bool = False) -> dict:
+                  workers: int = 2, log=print, plots: bool = True, reference_ceiling: bool = False, cell=None) -> dict:
     """Full vs reduced cell on held-out protocols. Returns the metrics dict (also written to report_dir).
+
+    cell: the full cell (a registered name or a builder); by default rebuilt from the model's metadata
+    (``cell_source``: a built-in cell, a morphology + biophysics function, a hoc template, an importable
+    builder function). Give it for cells built by a function defined in a script.
 
     reference_ceiling: also compare the full cell with itself at dt (costs three more full simulations
     per protocol): run at dt/2 (``reference``; two valid solutions of the same cell) and with every input
@@ -74,27 +78,32 @@ def run_benchmark(model_dir, report_dir=None, repeats: int = 5, timing_ms: float
     is on each protocol.
     """
     from .. import cells as cells_mod
+    from ..cells.builders import builder_from_source
     from ..datagen import generate, read_traces
     from ..datagen.run import simulate_voltage
     from ..reduce import ReducedCell
+    from ..reduce.reduced_cell import META_FILE, _read_json
     from ..reduce.protocols import ProtocolScale, held_out_protocols, protocol_kind
     from ..runtime import load_mechanisms
 
     model_dir = Path(model_dir)
     report = Path(report_dir) if report_dir else model_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
-    meta = json.loads((model_dir / "metadata.json").read_text())
+    meta = _read_json(model_dir / META_FILE, "metadata")
     load_mechanisms(extra_mod_dirs=meta.get("mod_dirs", []), verbose=False)
     size = size or meta.get("config", {}).get("protocol_size", "standard")
     protocols = held_out_protocols(ProtocolScale(meta["rheobase_nA"]), size)
     cell_name = meta["cell"]
+    if cell is None:
+        cell = builder_from_source(meta.get("cell_source", {"kind": "builtin", "name": cell_name}),
+                                   f"the full cell of {model_dir} ({cell_name})")
     overrides = dict(meta.get("cell_overrides", {}))
     dt = meta.get("config", {}).get("dt_ms", 0.025)
 
     # full cell on the held-out protocols (data generation machinery: parallel, resumable, cached)
     t0 = time.perf_counter()
     h5 = report / "held_out.h5"
-    generate(cell_name, protocols, h5, workers=workers, dt_ms=dt, progress=True, cell_params=overrides,
+    generate(cell, protocols, h5, workers=workers, dt_ms=dt, progress=True, cell_params=overrides,
              mod_dirs=meta.get("mod_dirs", []))
     full_traces = read_traces(h5)[0]
     t_full_data = time.perf_counter() - t0
@@ -102,7 +111,7 @@ def run_benchmark(model_dir, report_dir=None, repeats: int = 5, timing_ms: float
     def self_reference(file_name, protos, dt_ms):
         """The full cell on ``protos`` at ``dt_ms`` (into report/file_name), scored against ``full_traces``."""
         h5_other = report / file_name
-        generate(cell_name, protos, h5_other, workers=workers, dt_ms=dt_ms, progress=True, cell_params=overrides,
+        generate(cell, protos, h5_other, workers=workers, dt_ms=dt_ms, progress=True, cell_params=overrides,
                  mod_dirs=meta.get("mod_dirs", []))
         keys = ("gamma", "spike_count_error", "subthreshold_rmse_mV", "first_spike_latency_error_ms")
         return [{k: v for k, v in compare_traces(tr.t, tr.v_soma, np.interp(tr.t, o.t, o.v_soma)).items() if k in keys}
@@ -141,7 +150,7 @@ def run_benchmark(model_dir, report_dir=None, repeats: int = 5, timing_ms: float
 
     # interleaved rounds (full, reduced, soma; each alone in NEURON): the machine's drift between rounds (l5pc's
     # soma alone: 0.12-0.19 s/s in consecutive blocks) hits all three alike, and the ratios are medians per round
-    builds = (lambda: cells_mod.build(cell_name, **overrides), lambda: _RC.load(model_dir, name="timed"),
+    builds = (lambda: cells_mod.build(cell, **overrides) if isinstance(cell, str) else cell(**overrides), lambda: _RC.load(model_dir, name="timed"),
               lambda: _SomaOnly(soma_desc))
     rounds = [[_time_cell(build, timing_ms, dt) for build in builds] for _ in range(repeats)]
     t_full, t_red, t_soma = (statistics.median(r[j] for r in rounds) for j in range(3))

@@ -22,6 +22,7 @@ import torch
 
 from neuron_hybrid import __version__
 from neuron_hybrid.bench.metrics import compare_traces
+from neuron_hybrid.cells.builders import builder_source
 from neuron_hybrid.datagen.run import resting_potential_mV
 from neuron_hybrid.models.axial import LatentAxialCurrent
 from neuron_hybrid.runtime import export, load_mechanisms
@@ -282,6 +283,7 @@ def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dir
     metadata = {
         "format_version": FORMAT_VERSION,
         "cell": cell_name,
+        "cell_source": builder_source(cell),
         "cell_params": info["params"],
         "cell_overrides": dict(cell_params or {}),
         "cell_n_segments": info["n_segments"],

@@ -68,6 +68,7 @@ def test_model_dir_contents(reduced_dir):
     assert len(meta["data"]["train"]["sha256"]) == 64
     assert meta["training"]["teacher_forced_rmse_nA"] < 0.05  # nA; the passive dendrite's current is ~0.1 nA
     assert not any(m["runaway"] for m in meta["validation_metrics"])
+    assert meta["cell_source"] == {"kind": "builtin", "name": "ball_and_stick"}  # what the benchmark rebuilds
 
 
 def test_incomplete_or_corrupt_model_dir(tmp_path, reduced_dir, mechanisms):
@@ -86,6 +87,21 @@ def test_incomplete_or_corrupt_model_dir(tmp_path, reduced_dir, mechanisms):
     (broken / "axial_current.pt").write_bytes(b"garbage")
     with pytest.raises(ModelDirError, match="not a valid learned current"):
         ReducedCell.load(broken)
+
+
+def test_benchmark_names_what_it_cannot_rebuild(tmp_path, reduced_dir, capsys):
+    """A model directory whose full cell came from a script's function, or whose metadata is corrupt: a clear error."""
+    from neuron_hybrid.cli import main
+
+    d = tmp_path / "model"
+    shutil.copytree(reduced_dir, d, ignore=shutil.ignore_patterns("work"))
+    meta = json.loads((d / "metadata.json").read_text())
+    (d / "metadata.json").write_text(json.dumps(dict(meta, cell_source=None)))
+    assert main(["benchmark", str(d), "--report", str(tmp_path / "r")]) == 2
+    assert "pass it explicitly" in capsys.readouterr().err
+    (d / "metadata.json").write_text("{not json")
+    assert main(["benchmark", str(d), "--report", str(tmp_path / "r")]) == 2
+    assert "corrupt" in capsys.readouterr().err
 
 
 def test_benchmark_report_with_reference_ceiling(reduced_dir, tmp_path):
