@@ -82,14 +82,14 @@ def run_benchmark(model_dir, report_dir=None, repeats: int = 5, timing_ms: float
     from ..datagen import generate, read_traces
     from ..datagen.run import simulate_voltage
     from ..reduce import ReducedCell
-    from ..reduce.reduced_cell import META_FILE, _read_json
+    from ..reduce.reduced_cell import META_FILE, read_json
     from ..reduce.protocols import ProtocolScale, held_out_protocols, protocol_kind
     from ..runtime import load_mechanisms
 
     model_dir = Path(model_dir)
     report = Path(report_dir) if report_dir else model_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
-    meta = _read_json(model_dir / META_FILE, "metadata")
+    meta = read_json(model_dir / META_FILE, "metadata")
     load_mechanisms(extra_mod_dirs=meta.get("mod_dirs", []), verbose=False)
     size = size or meta.get("config", {}).get("protocol_size", "standard")
     protocols = held_out_protocols(ProtocolScale(meta["rheobase_nA"]), size)
@@ -150,8 +150,10 @@ def run_benchmark(model_dir, report_dir=None, repeats: int = 5, timing_ms: float
 
     # interleaved rounds (full, reduced, soma; each alone in NEURON): the machine's drift between rounds (l5pc's
     # soma alone: 0.12-0.19 s/s in consecutive blocks) hits all three alike, and the ratios are medians per round
-    builds = (lambda: cells_mod.build(cell, **overrides) if isinstance(cell, str) else cell(**overrides), lambda: _RC.load(model_dir, name="timed"),
-              lambda: _SomaOnly(soma_desc))
+    def build_full():
+        return cells_mod.build(cell, **overrides) if isinstance(cell, str) else cell(**overrides)
+
+    builds = (build_full, lambda: _RC.load(model_dir, name="timed"), lambda: _SomaOnly(soma_desc))
     rounds = [[_time_cell(build, timing_ms, dt) for build in builds] for _ in range(repeats)]
     t_full, t_red, t_soma = (statistics.median(r[j] for r in rounds) for j in range(3))
     speedup = statistics.median(r[0] / r[1] for r in rounds)

@@ -14,6 +14,8 @@ Builders defined in a script (``__main__``) or as lambdas cannot be found again;
 ``None`` and the benchmark asks for the builder explicitly (``run_benchmark(..., cell=builder)``).
 """
 import importlib
+import os
+import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -28,8 +30,13 @@ def import_function(spec: str, what: str = "function") -> Callable:
     try:
         obj = importlib.import_module(module)
     except ImportError as exc:
-        raise CellError(f"{what} {spec!r}: cannot import {module!r} ({exc}); run from its folder or add it to "
-                        "PYTHONPATH") from None
+        cwd, top = os.getcwd(), module.split(".")[0]
+        in_cwd = Path(cwd, top + ".py").is_file() or Path(cwd, top).is_dir()
+        if cwd in sys.path or not in_cwd:
+            raise CellError(f"{what} {spec!r}: cannot import {module!r} ({exc}); put it in the current folder or "
+                            "add its folder to PYTHONPATH") from None
+        sys.path.insert(0, cwd)  # the console script does not search the current folder; worker processes inherit this
+        return import_function(spec, what)
     for part in name.split("."):
         obj = getattr(obj, part, None)
     if not callable(obj):

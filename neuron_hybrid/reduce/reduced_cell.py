@@ -22,7 +22,8 @@ class ModelDirError(ValueError):
     """A reduced-model directory is missing, incomplete or corrupt."""
 
 
-def _read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str) -> dict:
+    """A JSON file of a model directory, or a ModelDirError naming what is missing or corrupt."""
     if not path.is_file():
         raise ModelDirError(f"{path.parent} is not a complete reduced model: {path.name} ({what}) is missing; "
                             "re-run `neuron-hybrid reduce` for it")
@@ -57,11 +58,11 @@ class ReducedCell:
         d = Path(model_dir)
         if not d.is_dir():
             raise ModelDirError(f"reduced-model directory {d} does not exist; create it with `neuron-hybrid reduce`")
-        meta = _read_json(d / META_FILE, "metadata")
+        meta = read_json(d / META_FILE, "metadata")
         if meta.get("format_version") != FORMAT_VERSION:
             raise ModelDirError(f"{d / META_FILE} has format_version {meta.get('format_version')!r}; this version of "
                                 f"neuron-hybrid reads {FORMAT_VERSION}")
-        soma = _read_json(d / SOMA_FILE, "soma description")
+        soma = read_json(d / SOMA_FILE, "soma description")
         for key in ("L_um", "diam_um", "mechanisms", "ions", "celsius_degC"):
             if key not in soma:
                 raise ModelDirError(f"{d / SOMA_FILE} lacks {key!r}; the model directory is incomplete")

@@ -9,7 +9,7 @@ import pytest
 
 from neuron_hybrid.cells import CellError
 from neuron_hybrid.cells.builders import (HocTemplateBuilder, MorphologyBuilder, builder_from_source, builder_source,
-                                          function_spec)
+                                          function_spec, import_function)
 from neuron_hybrid.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,3 +105,15 @@ def test_cell_sources_round_trip(h, tmp_path):
         builder_from_source(None)
     with pytest.raises(CellError, match="has no function"):
         builder_from_source({"kind": "function", "function": "neuron_hybrid.cells:no_such_builder"})
+
+
+def test_biophysics_module_in_the_current_folder_is_found(tmp_path, monkeypatch):
+    """The console script does not search the current folder; `--biophysics mycells:f` run there must still work."""
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mybio_nh_test.py").write_text("def insert(cell):\n    return 'inserted'\n")
+    assert import_function("mybio_nh_test:insert")(None) == "inserted"
+    with pytest.raises(CellError, match="has no function 'nope'"):
+        import_function("mybio_nh_test:nope")
+    with pytest.raises(CellError, match="expected module:function"):
+        import_function("mybio_nh_test")
