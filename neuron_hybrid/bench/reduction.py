@@ -77,9 +77,9 @@ def run_benchmark(model_dir, report_dir=None, repeats: int = 5, timing_ms: float
     reduction achieves). Adds them per protocol and ``ceiling_*`` summaries: how well-conditioned each metric
     is on each protocol.
     """
-    from .. import cells as cells_mod
     from ..cells.builders import builder_from_source
     from ..datagen import generate, read_traces
+    from ..datagen.generator import CellSpec
     from ..datagen.run import simulate_voltage
     from ..reduce import ReducedCell
     from ..reduce.reduced_cell import META_FILE, read_json
@@ -150,10 +150,8 @@ def run_benchmark(model_dir, report_dir=None, repeats: int = 5, timing_ms: float
 
     # interleaved rounds (full, reduced, soma; each alone in NEURON): the machine's drift between rounds (l5pc's
     # soma alone: 0.12-0.19 s/s in consecutive blocks) hits all three alike, and the ratios are medians per round
-    def build_full():
-        return cells_mod.build(cell, **overrides) if isinstance(cell, str) else cell(**overrides)
-
-    builds = (build_full, lambda: _RC.load(model_dir, name="timed"), lambda: _SomaOnly(soma_desc))
+    builds = (CellSpec.make(cell, overrides).build, lambda: _RC.load(model_dir, name="timed"),
+              lambda: _SomaOnly(soma_desc))
     rounds = [[_time_cell(build, timing_ms, dt) for build in builds] for _ in range(repeats)]
     t_full, t_red, t_soma = (statistics.median(r[j] for r in rounds) for j in range(3))
     speedup = statistics.median(r[0] / r[1] for r in rounds)
