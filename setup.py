@@ -41,6 +41,7 @@ setup(
         "tqdm>=4.60",
         "efel>=5.0",
         "sympy>=1.12",
+        "numba>=0.60",
     ],
     extras_require={"test": ["pytest>=7", "pynwb>=2"], "mpi": ["mpi4py>=3.1"], "nwb": ["pynwb>=2"]},
     entry_points={"console_scripts": ["neuron-hybrid=neuron_hybrid.cli:main"]},

@@ -249,9 +249,10 @@ def simulate(model: CompartmentModel, stim, dt: float, params: dict, nets: Learn
     params: {"cm", "g_leak", "e_leak", "g_<cur>", "e_<cur>"} tensors [M] or floats. state0: {"v": [M], gate: [M]}.
     ``nets`` (a :class:`LearnedGates`) replaces the gates ``learned``; its conductance scale / reversal shift
     (if any) apply to its channel (``learned_current`` overrides the channel name). ``tabulated``: every gate's
-    x_inf and tau linearly interpolated from 0.05 mV tables (``nets`` evaluated once per call, not per time step):
-    ~1.7x faster for closed forms, within ~0.01-0.03 mV of the exact rates over a spiking HH trace (largest at
-    spike peaks); used by the Levenberg-Marquardt stage.
+    x_inf and tau linearly interpolated from 0.05 mV tables (``nets`` evaluated once per call, not per time step)
+    and stepped by a compiled loop (no autograd): within ~0.01-0.04 mV of the exact rates over a spiking HH trace
+    (largest at spike peaks); Pospischil, closed forms, 3 rows x 200 ms: 0.01 s against 6 s exact; used by the
+    Levenberg-Marquardt stage.
     """
     M, T = stim.shape
     p = {k: torch.as_tensor(v, dtype=DT) for k, v in params.items()}
@@ -513,92 +514,48 @@ _FINE_GRID = (-120.0, 80.0, 0.05)
 
 
 def _run_tabulated(model: CompartmentModel, stim, dt, p, nets, learned, v, st, mods, record_gates):
-    """:func:`_run` with every gate's x_inf and tau interpolated from tables on _FINE_GRID (learned gates: one table
-    per row; known gates: one shared table), stepped by the TorchScript loop :func:`_tabulated_loop` (no Python per
-    time step: ~3x faster than the same tables in eager PyTorch, which the Levenberg-Marquardt stage's many long
-    simulations spent most of their time in)."""
+    """:func:`_run` (no autograd) with every gate's x_inf and tau interpolated from tables on _FINE_GRID (learned
+    gates: one table per row; known gates: one shared table), stepped by the compiled loop
+    :func:`.tabulated.run_rows`."""
+    from .tabulated import run_rows
+
     lo, hi, h = _FINE_GRID
     vg = torch.arange(lo, hi + h / 2, h, dtype=DT)
     Ng = len(vg)
     B = stim.shape[0]
     known_g = [g for (_, g, _) in model.gate_list() if g not in learned]
-    order = known_g + [g for g in learned]  # column order of the state
-    kr = _known_rates(model, vg, learned)
-    tab_k = torch.stack([kr[g][0] for g in known_g] + [kr[g][1] for g in known_g], 1) if known_g \
-        else torch.zeros(Ng, 0, dtype=DT)  # [Ng, 2 Gk]: x_inf columns, then tau columns
-    if learned:
-        r = _tables(nets, vg)  # {gate: ([B, Ng], [B, Ng])}
-        tab_l = torch.stack([r[g][0] for g in learned] + [r[g][1] for g in learned], 2).reshape(B * Ng, -1)
-    else:
-        tab_l = torch.zeros(B * Ng, 0, dtype=DT)
-    lcur, lscale, lde = mods if mods is not None else ("", None, None)
-    full = lambda x: torch.as_tensor(x, dtype=DT).expand(B)  # noqa: E731
-    gbar, erev = [full(p["g_leak"])], [full(p["e_leak"])]  # column 0: the leak
-    P = torch.zeros(len(order), len(model.channels) + 1, dtype=DT)  # gate powers per channel column
-    for c, (cur, _, powers, _, _, _) in enumerate(model.channels):
-        g, e = full(p[f"g_{cur}"]), full(p[f"e_{cur}"])
-        if cur == lcur:
-            g, e = g * lscale, e + lde
-        gbar.append(g)
-        erev.append(e)
-        for gate, pw in powers.items():
-            P[order.index(gate), c + 1] = float(pw)
-    Gk = len(known_g)
-    V, S = _tabulated_loop(stim.contiguous(), v.expand(B).contiguous(),
-                           torch.stack([st[g].expand(B) for g in known_g], 1) if known_g else torch.zeros(B, 0, dtype=DT),
-                           torch.stack([st[g].expand(B) for g in learned], 1) if learned else torch.zeros(B, 0, dtype=DT),
-                           tab_k, tab_l, torch.stack(gbar, 1), torch.stack(erev, 1), P[:Gk].contiguous(),
-                           P[Gk:].contiguous(), full(p["cm"]) * 1e-3 / dt, float(dt), float(lo), float(h), int(Ng),
-                           bool(record_gates))
+    order = known_g + list(learned)  # the state's column order
+    with torch.no_grad():
+        kr = _known_rates(model, vg, learned)
+        tab_k = torch.stack([kr[g][0] for g in known_g] + [kr[g][1] for g in known_g], 1) if known_g \
+            else torch.zeros(Ng, 0, dtype=DT)  # [Ng, 2 Gk]: x_inf columns, then tau
+        if learned:
+            r = _tables(nets, vg)  # {gate: ([B, Ng], [B, Ng])}
+            tab_l = torch.stack([r[g][0] for g in learned] + [r[g][1] for g in learned], 2)  # [B, Ng, 2 Gl]
+        else:
+            tab_l = torch.zeros(B, Ng, 0, dtype=DT)
+        lcur, lscale, lde = mods if mods is not None else ("", None, None)
+        full = lambda x: torch.as_tensor(x, dtype=DT).expand(B)  # noqa: E731
+        gbar, erev = [full(p["g_leak"])], [full(p["e_leak"])]  # column 0: the leak
+        powers = np.zeros((len(order), len(model.channels) + 1), dtype=np.int64)
+        for c, (cur, _, pw, _, _, _) in enumerate(model.channels):
+            g, e = full(p[f"g_{cur}"]), full(p[f"e_{cur}"])
+            if cur == lcur:
+                g, e = g * lscale, e + lde
+            gbar.append(g)
+            erev.append(e)
+            for gate, n in pw.items():
+                if n != int(n) or n < 0:
+                    raise ValueError(f"gate {gate!r} of {model.name}: power {n} (the tabulated twin needs whole powers)")
+                powers[order.index(gate), c + 1] = int(n)
+        arr = lambda x: np.ascontiguousarray(x.detach().numpy(), dtype=np.float64)  # noqa: E731
+        V, S = run_rows(arr(stim), arr(v.expand(B)), arr(torch.stack([st[g].expand(B) for g in order], 1)), arr(tab_k),
+                        arr(tab_l), arr(torch.stack(gbar, 1)), arr(torch.stack(erev, 1)), powers, float(dt),
+                        arr(full(p["cm"]) * 1e-3 / dt), float(lo), float(h), bool(record_gates))
+    V = torch.from_numpy(V)
     if record_gates:
-        return V, {g: S[:, :, i] for i, g in enumerate(order)}
+        return V, {g: torch.from_numpy(S[:, :, i].copy()) for i, g in enumerate(order)}
     return V
-
-
-@torch.jit.script
-def _tabulated_loop(stim: torch.Tensor, v: torch.Tensor, st_k: torch.Tensor, st_l: torch.Tensor, tab_k: torch.Tensor,
-                    tab_l: torch.Tensor, gbar: torch.Tensor, erev: torch.Tensor, P_k: torch.Tensor, P_l: torch.Tensor,
-                    cap: torch.Tensor, dt: float, lo: float, h: float, Ng: int, record: bool):
-    """The fixed-step scheme of :func:`_run` over stim [B, T] (mA/cm2) from v [B] (mV) and the known and learned
-    gates st_k [B, Gk], st_l [B, Gl], with x_inf/tau (ms) from tab_k [Ng, 2 Gk] (shared; x_inf columns, then tau)
-    and tab_l [B Ng, 2 Gl] (row b's table at rows b Ng ..) on the grid lo + h i (mV). gbar/erev [B, C]: the
-    conductance (S/cm2) and reversal (mV) of the leak (column 0) and the channels; P_k/P_l [G, C]: each gate's
-    power in each channel (conductance = gbar exp(log(gates) @ P): one product for every channel); cap [B]:
-    cm / dt (mS/cm2/mV). Returns V [B, T+1] and (if record) the gates [B, T+1, Gk + Gl]."""
-    B, T = stim.shape
-    Gk = st_k.shape[1]
-    Gl = st_l.shape[1]
-    V = torch.empty(B, T + 1, dtype=v.dtype)
-    V[:, 0] = v
-    S = torch.empty(B, T + 1 if record else 0, Gk + Gl, dtype=v.dtype)
-    if record:
-        S[:, 0] = torch.cat([st_k, st_l], 1)
-    off = torch.arange(B) * Ng
-    tiny = 1e-300  # log(0) -> exp(-inf) = 0 without 0 * -inf in the product
-    for k in range(T):
-        lg = torch.zeros(B, gbar.shape[1], dtype=v.dtype)
-        if Gk > 0:
-            lg = lg + st_k.clamp_min(tiny).log() @ P_k
-        if Gl > 0:
-            lg = lg + st_l.clamp_min(tiny).log() @ P_l
-        gc = gbar * lg.exp()
-        i_tot = (gc * (v.unsqueeze(1) - erev)).sum(1)
-        v = v + (stim[:, k] - i_tot) / (cap + gc.sum(1))
-        x = torch.nan_to_num((v - lo) / h, nan=0.0).clamp(0.0, Ng - 1 - 1e-9)
-        i = x.floor().long()
-        f = (x - i).unsqueeze(1)
-        if Gk > 0:
-            a = tab_k.index_select(0, i)
-            r = a + f * (tab_k.index_select(0, i + 1) - a)
-            st_k = st_k + (1.0 - torch.exp(r[:, Gk:].reciprocal() * (-dt))) * (r[:, :Gk] - st_k)
-        if Gl > 0:
-            a = tab_l.index_select(0, i + off)
-            r = a + f * (tab_l.index_select(0, i + 1 + off) - a)
-            st_l = st_l + (1.0 - torch.exp(r[:, Gl:].reciprocal() * (-dt))) * (r[:, :Gl] - st_l)
-        V[:, k + 1] = v
-        if record:
-            S[:, k + 1] = torch.cat([st_k, st_l], 1)
-    return V, S
 
 
 def _adam_stage(nets, loss_fn, steps: int, lr: float, lr_min: float, desc: str, progress: bool, stop, log, tag,
