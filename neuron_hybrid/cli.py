@@ -3,6 +3,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_errors import UsageError, assignments, parse_value, reported
+
+
+def _cell_errors():
+    from .cells import CellError
+    from .reduce import ModelDirError
+    from .runtime.build import BuildError
+
+    return CellError, ModelDirError, BuildError
+
 
 def _cmd_build(args):
     from .runtime.build import build
@@ -52,67 +62,43 @@ def _reduce_config(args):
     return cfg
 
 
+@reported(_cell_errors)
 def _cmd_reduce(args):
-    from .cells import CellError
     from .reduce import reduce
-    from .runtime.build import BuildError
 
-    try:
-        cell, params = _user_cell(args)
-        reduce(cell, args.out, _reduce_config(args), cell_params=params or None, mod_dirs=list(args.mod_dir))
-    except (CellError, BuildError, FileNotFoundError) as exc:
-        print(f"neuron-hybrid reduce: error: {exc}", file=sys.stderr)
-        return 2
+    cell, params = _user_cell(args)
+    reduce(cell, args.out, _reduce_config(args), cell_params=params or None, mod_dirs=list(args.mod_dir))
     return 0
 
 
 def _user_cell(args):
     """(cell, builder overrides) from --cell, --morphology/--biophysics or --hoc/--template."""
-    from .cells import CellError
     from .cells.builders import HocTemplateBuilder, MorphologyBuilder
 
-    bad = [kv for kv in args.param if "=" not in kv]
-    if bad:
-        raise CellError(f"--param {bad[0]!r}: expected NAME=VALUE")
-    params = {k: _number(v) for k, v in (kv.split("=", 1) for kv in args.param)}
+    params = assignments(args.param, "--param")
     if args.morphology and args.hoc:
-        raise CellError("give either --morphology (with --biophysics) or --hoc (with --template), not both")
+        raise UsageError("give either --morphology (with --biophysics) or --hoc (with --template), not both")
     if args.morphology:
         if not args.biophysics:
-            raise CellError("--morphology needs --biophysics module:function, the function that inserts your channels "
+            raise UsageError("--morphology needs --biophysics module:function, the function that inserts your channels "
                             "(e.g. --biophysics mycells:insert_channels, with mycells.py importable)")
         return MorphologyBuilder(args.morphology, args.biophysics), params
     if args.hoc:
         if not args.template:
-            raise CellError(f"--hoc {args.hoc} needs --template NAME, the name of the template it defines")
+            raise UsageError(f"--hoc {args.hoc} needs --template NAME, the name of the template it defines")
         if params:
-            raise CellError("--param overrides builder parameters of built-in cells and --biophysics functions; "
+            raise UsageError("--param overrides builder parameters of built-in cells and --biophysics functions; "
                             "pass a hoc template's arguments with --template-arg")
-        return HocTemplateBuilder(args.hoc, args.template, args.mod_dir, [_number(a) for a in args.template_arg]), {}
+        return HocTemplateBuilder(args.hoc, args.template, args.mod_dir, [parse_value(a) for a in args.template_arg]), {}
     return args.cell, params
 
 
-def _number(v: str):
-    try:
-        return int(v)
-    except ValueError:
-        try:
-            return float(v)
-        except ValueError:
-            return v
-
-
+@reported(_cell_errors)
 def _cmd_benchmark(args):
     from .bench.reduction import run_benchmark
-    from .cells import CellError
-    from .reduce import ModelDirError
 
-    try:
-        run_benchmark(args.model_dir, args.report, repeats=args.repeats, workers=args.workers,
-                      reference_ceiling=args.reference_ceiling)
-    except (CellError, ModelDirError, FileNotFoundError) as exc:
-        print(f"neuron-hybrid benchmark: error: {exc}", file=sys.stderr)
-        return 2
+    run_benchmark(args.model_dir, args.report, repeats=args.repeats, workers=args.workers,
+                  reference_ceiling=args.reference_ceiling)
     return 0
 
 

@@ -6,7 +6,8 @@ Wire into ``neuron_hybrid/cli.py`` with ``add_subcommands(sub)`` (``sub`` from
 from __future__ import annotations
 
 import argparse
-import sys
+
+from .cli_errors import assignments, reported
 
 
 def _cmd_cells(args) -> int:
@@ -19,25 +20,16 @@ def _cmd_cells(args) -> int:
     return 0
 
 
-def _param_value(text: str):
-    import json
+def _generate_errors():
+    from .cells import CellError
+    from .datagen.schema import DatasetError
+    from .runtime.build import BuildError
+    from .stimuli import ProtocolError
 
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _parse_params(items):
-    out = {}
-    for it in items or ():
-        if "=" not in it:
-            raise SystemExit(f"--param {it!r}: expected NAME=VALUE")
-        k, v = it.split("=", 1)
-        out[k.strip()] = _param_value(v.strip())
-    return out
+    return DatasetError, ProtocolError, CellError, BuildError, ValueError
 
 
+@reported(_generate_errors)
 def run_generate(args) -> int:
     """Handler of ``generate`` (also used by ``python -m neuron_hybrid.datagen.mpi``)."""
     if getattr(args, "mpi", False):
@@ -48,17 +40,11 @@ def run_generate(args) -> int:
     else:
         rank = 0
     from .datagen import generate
-    from .datagen.schema import DatasetError
-    from .stimuli import ProtocolError
 
-    try:
-        res = generate(args.cell, args.protocols, args.out, workers=args.workers, dt_ms=args.dt,
-                       dend_sites=args.dend_site, progress=not args.no_progress,
-                       cell_params=_parse_params(args.param), settle_ms=args.settle,
-                       overwrite=args.overwrite, mod_dirs=args.mod_dir, mpi=getattr(args, "mpi", False))
-    except (DatasetError, ProtocolError, FileNotFoundError, ValueError) as e:
-        print(f"neuron-hybrid generate: error: {e}", file=sys.stderr)
-        return 2
+    res = generate(args.cell, args.protocols, args.out, workers=args.workers, dt_ms=args.dt,
+                   dend_sites=args.dend_site, progress=not args.no_progress,
+                   cell_params=assignments(args.param, "--param"), settle_ms=args.settle,
+                   overwrite=args.overwrite, mod_dirs=args.mod_dir, mpi=getattr(args, "mpi", False))
     if rank == 0:
         ranks = f" on {res.workers} MPI ranks" if res.mode == "mpi" else (
             f" with {res.workers} workers" if res.workers > 1 else "")

@@ -2,19 +2,16 @@
 
 Wire into ``neuron_hybrid/cli.py`` with ``cli_dic.add_subcommands(sub)`` in ``make_parser``.
 """
-import sys
+from .cli_errors import reported
 
 
+@reported(lambda: (ValueError, KeyError))
 def _cmd_spikes2pop(args):
     from .dic.spikes2pop import Spikes2PopConfig, spikes_to_population
 
     cfg = Spikes2PopConfig(model=args.model, n=args.n, seed=args.seed, iterations=args.iterations,
                            weights=args.weights)
-    try:
-        res = spikes_to_population(args.spikes, args.out, cfg, report_dir=args.report, progress=not args.quiet)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"spikes2pop: error: {e}", file=sys.stderr)
-        return 2
+    res = spikes_to_population(args.spikes, args.out, cfg, report_dir=args.report, progress=not args.quiet)
     n_rows = sum(res.sizes.values())
     print(f"{len(res.predictions)} recording(s) -> {n_rows} models written to {res.out}")
     for rid, (gs, gu, cls) in res.predictions.items():

@@ -5,18 +5,10 @@ Wire into the main parser with ``add_subcommands(subparsers)``.
 import argparse
 import json
 
-
-def _kv(items, what):
-    out = {}
-    for it in items or []:
-        if "=" not in it:
-            raise SystemExit(f"{what}: expected NAME=VALUE, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k] = float(v)
-    return out
+from .cli_errors import assignments, reported
 
 
-def _user_errors():
+def _channel_errors():
     """Errors that mean "this input cannot be processed as asked" (printed without a traceback)."""
     from .kinetics.curves import ChannelCurveError
     from .kinetics.curves_io import CurvesFileError
@@ -24,26 +16,10 @@ def _user_errors():
     from .kinetics.modfile import ModParseError
     from .runtime.build import BuildError
 
-    return (ChannelCurveError, CurvesFileError, ChannelFitError, ModParseError, BuildError, FileNotFoundError)
+    return ChannelCurveError, CurvesFileError, ChannelFitError, ModParseError, BuildError
 
 
-def _reported(fn):
-    """Run a subcommand; a user error is printed as ``neuron-hybrid <command>: error: ...`` (exit status 2)."""
-    import functools
-    import sys
-
-    @functools.wraps(fn)
-    def run(args):
-        try:
-            return fn(args)
-        except _user_errors() as exc:
-            print(f"neuron-hybrid {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-
-    return run
-
-
-@_reported
+@reported(_channel_errors)
 def _cmd_channel_curves(args):
     from .kinetics.curves import CurveConfig, channel_curves_command
 
@@ -59,7 +35,7 @@ def _cmd_channel_curves(args):
         cfg.dt_ms, cfg.use_tables = args.dt, args.use_tables
         if args.cai:
             cfg.cai_mM = tuple(args.cai)
-        cfg.parameters = _kv(args.param, "--param")
+        cfg.parameters = assignments(args.param, "--param", float)
     channel_curves_command(args.channel, args.out, args.mod_dir, cfg, plot=not args.no_plot, verbose=not args.quiet)
     if args.celsius is None and not args.config_json:
         import re
@@ -75,7 +51,7 @@ def _cmd_channel_curves(args):
     return 0
 
 
-@_reported
+@reported(_channel_errors)
 def _cmd_fit_channel(args):
     from .kinetics.gatenet import GateFitConfig
     from .kinetics.pipeline import FitChannelConfig, fit_channel
@@ -83,7 +59,7 @@ def _cmd_fit_channel(args):
     gate = GateFitConfig(width=args.width, depth=args.depth, steps=args.steps, lbfgs_steps=args.lbfgs_steps, seed=args.seed)
     cfg = FitChannelConfig(gate=gate, criterion=args.criterion, cai_mM=args.cai,
                            currents=tuple(args.current) if args.current else None, suffix=args.suffix,
-                           powers={k: int(v) for k, v in _kv(args.power, "--power").items()}, e_rev_mV=args.e_rev,
+                           powers=assignments(args.power, "--power", int), e_rev_mV=args.e_rev,
                            gbar_S_cm2=args.gbar, check=not args.no_check, progress=not args.quiet)
     rec = dict(model=args.model, learn=args.learn, seeds=args.seeds, seed=args.seed, sweeps=args.sweep,
                dt_ms=args.dt, stimulus_column=args.stimulus_column, voltage_column=args.voltage_column,

@@ -94,7 +94,7 @@ def main(argv=None) -> int:
                                  description="Generate traces over MPI ranks (run under mpiexec).")
     add_generate_arguments(ap, mpi_flag=False)
     args = ap.parse_args(argv)
-    args.mpi = True
+    args.mpi, args.command = True, "generate"
     return run_generate(args)
 
 

@@ -1,0 +1,35 @@
+"""Shared command-line handling: NAME=VALUE options and user errors reported without a traceback."""
+import pytest
+
+from neuron_hybrid.cli import main
+from neuron_hybrid.cli_errors import UsageError, assignments
+
+
+def test_assignments_convert_values_as_python_and_json_spell_them():
+    got = assignments(["passive=False", "active=true", "n=3", "x=0.5", " name = abc ", "xs=[1, 2]", "none=None"], "--param")
+    assert got == {"passive": False, "active": True, "n": 3, "x": 0.5, "name": "abc", "xs": [1, 2], "none": None}
+    assert got["passive"] is False and isinstance(got["n"], int)
+    assert assignments(["n=4"], "--power", int) == {"n": 4}
+
+
+@pytest.mark.parametrize("items, convert, message", [
+    (["passive"], None, "--param 'passive': expected NAME=VALUE"),
+    (["n=x"], int, "--param 'n=x': 'x' is not a valid value"),
+])
+def test_assignments_name_the_bad_option(items, convert, message):
+    with pytest.raises(UsageError, match=message):
+        assignments(items, "--param", *(() if convert is None else (convert,)))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "--cell", "ball_and_stick", "--protocols", "p.json", "--out", "o.h5", "--param", "a"],
+     "neuron-hybrid generate: error: --param 'a': expected NAME=VALUE"),
+    (["spikes2pop", "missing.csv", "--out", "o.csv"], "neuron-hybrid spikes2pop: error: spike CSV missing.csv not found"),
+    (["fit-channel", "c.h5", "--out", "d", "--power", "n=four"], "neuron-hybrid fit-channel: error: --power 'n=four'"),
+    (["benchmark", "missing_model"], "neuron-hybrid benchmark: error: missing_model is not a complete reduced model"),
+])
+def test_every_command_reports_user_errors_the_same_way(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
