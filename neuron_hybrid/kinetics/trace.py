@@ -516,8 +516,8 @@ _FINE_GRID = (-120.0, 80.0, 0.05)
 def _run_tabulated(model: CompartmentModel, stim, dt, p, nets, learned, v, st, mods, record_gates):
     """:func:`_run` (no autograd) with every gate's x_inf and tau interpolated from tables on _FINE_GRID (learned
     gates: one table per row; known gates: one shared table), stepped by the compiled loop
-    :func:`.tabulated.run_rows`."""
-    from .tabulated import run_rows
+    :func:`.compiled.run_rows`."""
+    from .compiled import run_rows
 
     lo, hi, h = _FINE_GRID
     vg = torch.arange(lo, hi + h / 2, h, dtype=DT)
@@ -1264,21 +1264,15 @@ class _Best:
 def _tf_integrate(x_inf, tau, dt):
     """cnexp integration of dx/dt = (x_inf - x)/tau along a given V: x_inf, tau [M, T+1] -> x [M, T+1].
 
-    x[0] = x_inf[0]; x[k+1] = a x[k] + (1 - a) x_inf[k+1] with a = exp(-dt/tau[k+1]) (rates at the new V).
-    Computed as a parallel (Hillis-Steele) scan of the affine maps: log2(T) vectorised levels."""
+    x[0] = x_inf[0]; x[k+1] = a x[k] + (1 - a) x_inf[k+1] with a = exp(-dt/tau[k+1]) (rates at the new V); the
+    recurrence runs compiled, forward and adjoint (:func:`.compiled.recurrence`)."""
+    from .compiled import recurrence
+
     a = torch.exp(-dt / tau)
     b = (1 - a) * x_inf
     a = torch.cat([torch.zeros_like(a[:, :1]), a[:, 1:]], 1)  # x[0] = x_inf[0]
     b = torch.cat([x_inf[:, :1], b[:, 1:]], 1)
-    shift = 1
-    T = a.shape[1]
-    while shift < T:
-        a_prev = torch.cat([torch.ones_like(a[:, :shift]), a[:, :-shift]], 1)
-        b_prev = torch.cat([torch.zeros_like(b[:, :shift]), b[:, :-shift]], 1)
-        b = a * b_prev + b
-        a = a * a_prev
-        shift *= 2
-    return b
+    return recurrence(a.expand_as(b), b)
 
 
 def member_rmse(a, b):

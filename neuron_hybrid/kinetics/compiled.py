@@ -1,12 +1,20 @@
-"""The single compartment's fixed-step scheme with tabulated gate rates, compiled (numba; no autograd).
+"""Compiled (numba) loops of the trace fit: the single compartment's fixed-step scheme with tabulated gate rates
+(no autograd), and the gates' first-order recurrence along a given voltage with its adjoint.
 
 The Levenberg-Marquardt stage of the trace fit (:mod:`.trace`) simulates every member x parameter of its
 forward-difference Jacobians over the whole training trace many times; in PyTorch each time step costs ~25
 small tensor operations whatever the batch (~4 us each: ~1 s per 200 ms trace for 40 rows, eager or TorchScript).
 Here each row is one compiled loop over time (~0.1 us per row and step). The scheme is :func:`.trace._run`'s:
 currents at the old V, backward Euler for V linearised in V, then cnexp for every gate at the new V.
+
+The recurrence x[k] = a[k] x[k-1] + b[k] (current matching integrates every gate along the whole observed trace at
+each optimisation step) runs sequentially per row, forward and adjoint: exact for any a in [0, 1] (a chunked scan
+in log space, :mod:`neuron_hybrid.train.scan`, needs a > exp(-575 / chunk), which fast gates with tau << dt break)
+and ~20x cheaper than the parallel (Hillis-Steele) scan it replaced, whose log2(T) levels each touched the whole
+[M, T] array forward and backward.
 """
 import numpy as np
+import torch
 from numba import njit
 
 
@@ -64,3 +72,53 @@ def run_rows(stim, v0, st0, tab_k, tab_l, gbar, erev, powers, dt, cap, lo, h, re
                 for j in range(G):
                     S[b, k + 1, j] = st[j]
     return V, S
+
+
+@njit(cache=True)
+def _recurrence_forward(a, b):  # pragma: no cover (compiled)
+    M, T = a.shape
+    x = np.empty((M, T))
+    for m in range(M):
+        s = 0.0
+        for k in range(T):
+            s = a[m, k] * s + b[m, k]
+            x[m, k] = s
+    return x
+
+
+@njit(cache=True)
+def _recurrence_adjoint(a, x, g):  # pragma: no cover (compiled)
+    M, T = a.shape
+    ga = np.zeros((M, T))
+    gb = np.empty((M, T))
+    for m in range(M):
+        lam = 0.0
+        for k in range(T - 1, -1, -1):
+            lam = g[m, k] + (a[m, k + 1] * lam if k + 1 < T else 0.0)
+            gb[m, k] = lam
+            if k > 0:
+                ga[m, k] = lam * x[m, k - 1]
+    return ga, gb
+
+
+class _Recurrence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        x = torch.from_numpy(_recurrence_forward(a.detach().contiguous().numpy(), b.detach().contiguous().numpy()))
+        ctx.save_for_backward(a, x)
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        a, x = ctx.saved_tensors
+        ga, gb = _recurrence_adjoint(a.detach().contiguous().numpy(), x.numpy(), g.contiguous().numpy())
+        return torch.from_numpy(ga), torch.from_numpy(gb)
+
+
+def recurrence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x[:, k] = a[:, k] x[:, k-1] + b[:, k] with x[:, -1] = 0, for float64 a, b [M, T]; differentiable in both
+    (the adjoint: lambda[k] = dL/dx[k] + a[k+1] lambda[k+1], dL/db[k] = lambda[k], dL/da[k] = lambda[k] x[k-1])."""
+    if a.dtype != torch.float64 or b.dtype != torch.float64 or a.shape != b.shape or a.dim() != 2:
+        raise ValueError(f"recurrence needs float64 [M, T] a and b of one shape, got {a.dtype} {tuple(a.shape)} and "
+                         f"{b.dtype} {tuple(b.shape)}")
+    return _Recurrence.apply(a, b)
