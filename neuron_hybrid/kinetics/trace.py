@@ -501,10 +501,28 @@ def _interp_at(v, rows, Ng: int, grid=_GRID):
     return rows * Ng + i, x - i
 
 
-def _interp(tab, v, rows=None, at=None):
-    """Linear interpolation of tab [R, Ng] (on the _GRID) at v (any shape) for table rows ``rows`` (same shape);
-    or at precomputed ``at`` = :func:`_interp_at` (v fixed, e.g. along the observed trace)."""
-    base, f = at if at is not None else _interp_at(v, rows, tab.shape[1])
+def _positions(vs) -> "FixedInterpolation":
+    """The interpolation at the smoothed trace vs [M, T+1] (fixed) from per-member tables on the _GRID."""
+    from ..train.interp import FixedInterpolation
+
+    M, T1 = vs.shape
+    Ng = len(_grid())
+    base, f = _interp_at(vs, torch.arange(M).reshape(-1, 1).expand(M, T1), Ng)
+    return FixedInterpolation(base, f, M * Ng)
+
+
+def _along(tab, gates, at) -> dict:
+    """{gate: (x_inf, tau) [M, T+1]} along the trace of ``at`` (:func:`_positions`) from tables {gate: ([M, Ng],
+    [M, Ng])}: one sparse product for every gate."""
+    cols = torch.stack([c.reshape(-1) for g in gates for c in tab[g]], 1)  # [M Ng, 2 G]
+    M = tab[gates[0]][0].shape[0]
+    out = at(cols).reshape(M, -1, 2 * len(gates))
+    return {g: (out[..., 2 * j], out[..., 2 * j + 1]) for j, g in enumerate(gates)}
+
+
+def _interp(tab, v, rows):
+    """Linear interpolation of tab [R, Ng] (on the _GRID) at v (any shape) for table rows ``rows`` (same shape)."""
+    base, f = _interp_at(v, rows, tab.shape[1])
     flat = tab.reshape(-1)
     return flat[base] * (1 - f) + flat[base + 1] * f
 
@@ -665,7 +683,7 @@ def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, p
         wgt = wgt / wgt.mean(1, keepdim=True)
         norm = (target ** 2 * wgt).mean(1) + 1e-12
     powers_l = next(c[2] for c in model.channels if c[0] == learn)
-    at_vs = _interp_at(vs, rows_all.reshape(-1, 1).expand(M, T + 1), len(vg))  # fixed: the smoothed trace
+    at_vs = _positions(vs)  # fixed: the smoothed trace
     refine = bool(nets.known)
     if refine:
         prior_w = cfg.cm_known_prior * (1.0 + (estimate_noise_sd(v_obs) / cfg.cm_known_noise_mV) ** 2)
@@ -678,8 +696,9 @@ def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, p
             tgt = balance({k: v.reshape(-1, 1) for k, v in nets.adjust_params(params).items()})
         tab = _tables(nets, vg)
         gk = pr[f"g_{learn}"] * torch.exp(nets.log_g).reshape(-1, 1)
+        along = _along(tab, tuple(powers_l), at_vs)
         for g, pw in powers_l.items():
-            x = _tf_integrate(_interp(tab[g][0], None, at=at_vs), _interp(tab[g][1], None, at=at_vs), dt)
+            x = _tf_integrate(*along[g], dt)
             gk = gk * x[:, :-1] ** pw
         pred = _gauss_rows(gk * (vnew - pr[f"e_{learn}"] - nets.de.reshape(-1, 1)), filt)
         per = ((pred - tgt) ** 2 * wgt).mean(1) / norm
@@ -939,7 +958,7 @@ class _TraceData:
     v_obs: torch.Tensor
     vs: torch.Tensor
     kn: dict
-    at_vs: tuple
+    at_vs: object  # FixedInterpolation at vs
     params: dict
 
     @staticmethod
@@ -948,20 +967,14 @@ class _TraceData:
         known = _known_rates(model, vs, learned)
         with torch.no_grad():
             kn = {g: _tf_integrate(known[g][0], known[g][1], dt) for g in known}
-        M, T1 = vs.shape
-        return _TraceData(stim, v_obs, vs, kn, _TraceData._positions(vs), params)
-
-    @staticmethod
-    def _positions(vs):
-        M, T1 = vs.shape
-        return _interp_at(vs, torch.arange(M).reshape(-1, 1).expand(M, T1), len(_grid()))
+        return _TraceData(stim, v_obs, vs, kn, _positions(vs), params)
 
     def subset(self, rows) -> "_TraceData":
         """The rows ``rows`` (no smoothing or teacher forcing again; params must be per-row tensors)."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         vs = self.vs[rows]
         return _TraceData(self.stim[rows], self.v_obs[rows], vs, {g: x[rows] for g, x in self.kn.items()},
-                          _TraceData._positions(vs), {k: v[rows] for k, v in self.params.items()})
+                          _positions(vs), {k: v[rows] for k, v in self.params.items()})
 
 
 def _shooting(nets, model, learn, ctx: _TraceData, dt, window_ms, iters, cfg, best, over_budget, log, progress, tag="",
@@ -994,9 +1007,9 @@ def _shooting(nets, model, learn, ctx: _TraceData, dt, window_ms, iters, cfg, be
         def win_loss():
             tab = _tables(nets, vg)
             state0 = {"v": ctx.vs[:, starts].reshape(-1)}
+            along = _along(tab, learned, ctx.at_vs)
             for g in learned:
-                x = _tf_integrate(_interp(tab[g][0], None, at=ctx.at_vs), _interp(tab[g][1], None, at=ctx.at_vs), dt)
-                state0[g] = x[:, starts].reshape(-1)
+                state0[g] = _tf_integrate(*along[g], dt)[:, starts].reshape(-1)
             for g in ctx.kn:
                 state0[g] = ctx.kn[g][:, starts].reshape(-1)
 

@@ -10,13 +10,13 @@ import copy
 import math
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .interp import FixedInterpolation
 from .memory import retained_heap
 from .scan import CHUNK, linear_recurrence
 
@@ -100,45 +100,19 @@ class TeacherBatch:
     dt_ms: float
     grid: torch.Tensor
     restart: torch.Tensor = None  # [S, T // CHUNK] bool: a sequence starts at that chunk (packed rows)
-    _interp: tuple = None         # (W, W^T): the interpolation as a sparse matrix [S*T, G] (built on first use)
+    _interp: FixedInterpolation = None  # the interpolation as a sparse matrix [S*T, G] (built on first use)
 
     @property
     def n_samples(self) -> int:
         return int(self.mask.sum())
 
     def interpolate(self, table: torch.Tensor) -> torch.Tensor:
-        """Values of `table` [G, M] (on `grid`) at the batch's voltages by linear interpolation: [S, T, M].
-
-        A sparse matrix product (the voltages are fixed, so the interpolation is a fixed linear map): its
-        gradient is one product with the transpose, where indexing would scatter-add 1.2 M rows one by
-        one (ca1 teacher forcing: about half the time of the interpolation's forward and backward pass)."""
+        """Values of `table` [G, M] (on `grid`) at the batch's voltages by linear interpolation: [S, T, M]
+        (a fixed sparse matrix, :class:`.interp.FixedInterpolation`, built on first use)."""
         if self._interp is None:
-            S, T = self.idx.shape
-            G = len(self.grid)
-            rows = torch.arange(S * T).repeat_interleave(2)
-            cols = torch.stack([self.idx.reshape(-1), (self.idx.reshape(-1) + 1).clamp_max(G - 1)], 1).reshape(-1)
-            f = self.frac.reshape(-1)
-            vals = torch.stack([1 - f, f], 1).reshape(-1)
-            with warnings.catch_warnings():  # "sparse CSR support is in beta": products with a dense matrix are stable
-                warnings.simplefilter("ignore", UserWarning)
-                W = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (S * T, G)).coalesce().to_sparse_csr()
-                WT = torch.sparse_coo_tensor(torch.stack([cols, rows]), vals, (G, S * T)).coalesce().to_sparse_csr()
-            self._interp = (W, WT)
+            self._interp = FixedInterpolation(self.idx, self.frac, len(self.grid))
         S, T = self.idx.shape
-        return _SparseMatmul.apply(table, *self._interp).reshape(S, T, table.shape[1])
-
-
-class _SparseMatmul(torch.autograd.Function):
-    """W @ table for a fixed sparse W (its transpose given), differentiable in the dense table."""
-
-    @staticmethod
-    def forward(ctx, table, W, WT):
-        ctx.WT = WT
-        return W @ table
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.WT @ grad.contiguous(), None, None
+        return self._interp(table).reshape(S, T, table.shape[1])
 
 
 def _pack(lengths, chunk: int):
