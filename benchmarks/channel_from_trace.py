@@ -25,9 +25,9 @@ at noise 0/1/5/10 %, 100/50/40 % at misspecification 1/2/5 % (before the polish:
 networks alone: 100/30/0/0 % and 30/0/0 %); Gamma >= 0.9 in 100 % up to 1 % noise and 2 % misspecification. With
 --cm-refine-known on (known parameters estimated in current matching, held through the curricula, polished): 100/100/80/50 %
 and 70/90/90 % (3553 s). With --cm-refine-known both (the default since s15: each seed trained both ways, the fit closer
-to its training trace kept): 100/100/90/50 % and 100/80/90 % (3202 + 3106 s). Pospischil K n, 5 seeds
-(before the polish):
-100/100/40 % at noise 0/1/5 %, 80/100 % at misspecification 1/2 %.
+to its training trace kept): 100/100/90/50 % and 100/80/90 % (3202 + 3106 s). Pospischil K n, 10 seeds,
+both ways (--model pospischil): 100/100/50/50 % at noise 0/1/5/10 %, 100/100/100 % at misspecification 1/2/5 %, Gamma
+>= 0.9 in 100 % but 90 % at 5 % noise (3377 s for 70 members, one thread shared with other jobs).
 
 Full run:    python benchmarks/channel_from_trace.py --seeds 10 --out reports/channel_from_trace
 Reduced run: python benchmarks/channel_from_trace.py --seeds 2 --conditions 0:0 0.1:0 0:0.05 --quick
