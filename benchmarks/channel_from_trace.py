@@ -76,6 +76,8 @@ def main(argv=None):
     ap.add_argument("--cm-known-fixed-until-polish", default=None, choices=["on", "off"],
                     help="with --cm-refine-known on: hold them through the closed-form curricula, refine in the polish "
                          "(TraceFitConfig.cm_known_fixed_until_polish, default on)")
+    ap.add_argument("--lm-starts", type=int, default=None,
+                    help="starting points per closed-form combination (TraceFitConfig.parametric_lm_starts)")
     ap.add_argument("--bound-only", action="store_true", help="print the noise bounds only (no training)")
     ap.add_argument("--bound-families", nargs="+", default=["shift_tau", "flex", "closed", "closed_known"],
                     help="parameter families of the noise bound (see noise_bound)")
@@ -137,6 +139,8 @@ def main(argv=None):
         cfg.parametric = args.parametric
     if args.windows:
         cfg.window_ms = tuple(args.windows)
+    if args.lm_starts is not None:
+        cfg.parametric_lm_starts = args.lm_starts
     if args.refine_known is not None:
         rk = args.refine_known
         cfg.refine_known = () if rk == ["none"] else ("all" if rk == ["all"] else tuple(rk))
