@@ -10,8 +10,8 @@ currents at the old V, backward Euler for V linearised in V, then cnexp for ever
 The recurrence x[k] = a[k] x[k-1] + b[k] (current matching integrates every gate along the whole observed trace at
 each optimisation step) runs sequentially per row, forward and adjoint: exact for any a in [0, 1] (a chunked scan
 in log space, :mod:`neuron_hybrid.train.scan`, needs a > exp(-575 / chunk), which fast gates with tau << dt break)
-and ~20x cheaper than the parallel (Hillis-Steele) scan it replaced, whose log2(T) levels each touched the whole
-[M, T] array forward and backward.
+and far cheaper than the parallel (Hillis-Steele) scan it replaced, whose log2(T) levels each touched the whole
+[M, T] array forward and backward (140 rows x 8001 samples, forward + backward: 1.9 s -> 15 ms).
 """
 import numpy as np
 import torch

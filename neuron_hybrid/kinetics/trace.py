@@ -638,7 +638,6 @@ def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, p
     cm_known = _refined_names(model, learn, cfg.cm_refine_names or cfg.refine_known) if cfg.cm_refine_known else ()
     nets = LearnedGates(M, learned, cfg.width, cfg.depth, cfg.seed, channel=learn,
                         learn_conductance=cfg.learn_conductance, known=cm_known)
-    rows_all = torch.arange(M)
     vg = _grid()
 
     def over_budget():

@@ -3,8 +3,8 @@
 Teacher forcing evaluates z_inf(V) and tau(V) (or x_inf, tau) on a voltage grid and interpolates them at every
 sample of the recorded trace. The samples do not move, so the interpolation is a fixed linear map W (two
 non-zeros per row): its gradient is one product with W^T, where indexing would scatter-add millions of rows one by
-one (ca1 teacher forcing: about half the time of the interpolation's forward and backward pass; the trace fit's
-current matching, 140 rows x 8001 samples: most of its backward pass).
+one (ca1 teacher forcing: about half the time of the interpolation's forward and backward pass). The trace fit's
+current matching and shooting starts use the same map (there its cost was small next to the gate networks').
 """
 import warnings
 
@@ -38,7 +38,6 @@ class FixedInterpolation:
             warnings.simplefilter("ignore", UserWarning)
             self.W = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (N, n_rows)).coalesce().to_sparse_csr()
             self.WT = torch.sparse_coo_tensor(torch.stack([cols, rows]), vals, (n_rows, N)).coalesce().to_sparse_csr()
-        self.n_points, self.n_rows = N, n_rows
 
     def __call__(self, table: torch.Tensor) -> torch.Tensor:
         """table [R, C] -> values at the points [N, C]."""
