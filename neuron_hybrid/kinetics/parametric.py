@@ -133,6 +133,19 @@ class ParametricGates(KnownCorrections, torch.nn.Module):
     def channel_mods(self):
         return self.channel, torch.exp(self.log_g), self.de
 
+    def distinct(self):
+        """Per gate, its distinct (family, parameters) among the members: [(family [U], theta [U, 8], index [M])]
+        with member m's gate = row index[m] (no autograd). The Levenberg-Marquardt Jacobian simulates every member
+        once per parameter, and most of those rows change only the other gates' or the known parameters: with two
+        learned gates (Na m, h) a third of the tables are distinct."""
+        out = []
+        with torch.no_grad():
+            for j in range(len(self.gates)):
+                key = torch.cat([self.family[:, j:j + 1].to(DT), self.theta[:, j]], 1)
+                uniq, inv = torch.unique(key, dim=0, return_inverse=True)
+                out.append((uniq[:, 0].long(), uniq[:, 1:].contiguous(), inv))
+        return out
+
     def subset(self, idx) -> "ParametricGates":
         idx = torch.as_tensor(idx, dtype=torch.long)
         return ParametricGates(self.family[idx], self.theta.detach()[idx], self.gates, self.channel,

@@ -538,9 +538,32 @@ def _interp(tab, v, rows):
 _FINE_GRID = (-120.0, 80.0, 0.05)
 
 
+def _learned_tables(nets, learned, B, lo, h, Ng):
+    """Tables of the learned gates on the grid lo + h i (i < Ng, mV) for :func:`.compiled.run_rows`: (tab [U, Ng, 2]
+    (x_inf, tau ms), index [B, Gl] int: row b's gate j is tab[index[b, j]]). Closed-form gates: each distinct
+    (family, parameters) once, by the compiled kernel; networks: one table per row and gate."""
+    from .compiled import closed_form_tables
+
+    Gl = len(learned)
+    if not Gl:
+        return np.zeros((1, Ng, 2)), np.zeros((B, 0), dtype=np.int64)
+    if hasattr(nets, "distinct") and list(nets.gates) == list(learned):
+        tabs, idx, off = [], [], 0
+        for fam, th, inv in nets.distinct():
+            tabs.append(closed_form_tables(fam.numpy(), th.numpy(), float(lo), float(h), int(Ng)))
+            idx.append(inv + off)
+            off += len(fam)
+        return np.concatenate(tabs, 0), np.ascontiguousarray(torch.stack(idx, 1).numpy(), dtype=np.int64)
+    vg = lo + h * torch.arange(Ng, dtype=DT)
+    r = _tables(nets, vg)  # {gate: ([B, Ng], [B, Ng])}
+    tab = torch.stack([torch.stack(r[g], 2) for g in learned], 1).reshape(B * Gl, Ng, 2)
+    idx = torch.arange(B * Gl).reshape(B, Gl)
+    return np.ascontiguousarray(tab.numpy(), dtype=np.float64), idx.numpy().astype(np.int64)
+
+
 def _run_tabulated(model: CompartmentModel, stim, dt, p, nets, learned, v, st, mods, record_gates):
     """:func:`_run` (no autograd) with every gate's x_inf and tau interpolated from tables on _FINE_GRID (learned
-    gates: one table per row; known gates: one shared table), stepped by the compiled loop
+    gates: see :func:`_learned_tables`; known gates: one shared table), stepped by the compiled loop
     :func:`.compiled.run_rows`."""
     from .compiled import run_rows
 
@@ -554,11 +577,7 @@ def _run_tabulated(model: CompartmentModel, stim, dt, p, nets, learned, v, st, m
         kr = _known_rates(model, vg, learned)
         tab_k = torch.stack([kr[g][0] for g in known_g] + [kr[g][1] for g in known_g], 1) if known_g \
             else torch.zeros(Ng, 0, dtype=DT)  # [Ng, 2 Gk]: x_inf columns, then tau
-        if learned:
-            r = _tables(nets, vg)  # {gate: ([B, Ng], [B, Ng])}
-            tab_l = torch.stack([r[g][0] for g in learned] + [r[g][1] for g in learned], 2)  # [B, Ng, 2 Gl]
-        else:
-            tab_l = torch.zeros(B, Ng, 0, dtype=DT)
+        tab_l, lidx = _learned_tables(nets, learned, B, lo, h, Ng)
         lcur, lscale, lde = mods if mods is not None else ("", None, None)
         full = lambda x: torch.as_tensor(x, dtype=DT).expand(B)  # noqa: E731
         gbar, erev = [full(p["g_leak"])], [full(p["e_leak"])]  # column 0: the leak
@@ -575,7 +594,7 @@ def _run_tabulated(model: CompartmentModel, stim, dt, p, nets, learned, v, st, m
                 powers[order.index(gate), c + 1] = int(n)
         arr = lambda x: np.ascontiguousarray(x.detach().numpy(), dtype=np.float64)  # noqa: E731
         V, S = run_rows(arr(stim), arr(v.expand(B)), arr(torch.stack([st[g].expand(B) for g in order], 1)), arr(tab_k),
-                        arr(tab_l), arr(torch.stack(gbar, 1)), arr(torch.stack(erev, 1)), powers, float(dt),
+                        tab_l, lidx, arr(torch.stack(gbar, 1)), arr(torch.stack(erev, 1)), powers, float(dt),
                         arr(full(p["cm"]) * 1e-3 / dt), float(lo), float(h), bool(record_gates))
     V = torch.from_numpy(V)
     if record_gates:
