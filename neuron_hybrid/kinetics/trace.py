@@ -734,7 +734,8 @@ def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, p
     _adam_stage(nets, cm_loss, cfg.cm_steps, cfg.cm_lr, cfg.cm_lr * 0.01, "current matching", progress, over_budget,
                 log, ("cm", 0.0), 50)
     if cfg.cm_lbfgs_steps > 0 and not over_budget():
-        batched_lbfgs(nets, M, cm_loss, cfg.cm_lbfgs_steps, log=log, tag="cm_lbfgs")
+        batched_lbfgs(nets, M, cm_loss, cfg.cm_lbfgs_steps, log=log, tag="cm_lbfgs", progress=progress,
+                      desc="current matching (L-BFGS)")
     nets.set_refine_known(False)
     best.update(nets)
     if log is not None:
@@ -829,7 +830,7 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
         for fractions in cfg.parametric_lm_curricula:  # each from the same start; every row keeps its best
             pgc = start.subset(list(range(pg.M)))
             lm_output_error(pgc, model, learn, ctx, dt, cfg.parametric_lm_iters, over_budget, log, fractions,
-                            cfg.refine_known_sd)
+                            cfg.refine_known_sd, progress)
             bestp.update(pgc)
             if log is not None:
                 log.append(("param_time", -1.0, 0, np.array([time.perf_counter() - t0])))
@@ -838,7 +839,7 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
     chosen = bestp.nets.subset(rows)
     mse_p = err.min(1).values
     if cfg.parametric_lm_iters > 0 and cfg.parametric_polish_iters > 0 and not over_budget():
-        chosen, mse_p = _polish(chosen, mse_p, model, learn, ctx.subset(rows), dt, cfg, over_budget, log)
+        chosen, mse_p = _polish(chosen, mse_p, model, learn, ctx.subset(rows), dt, cfg, over_budget, log, progress)
         if log is not None:
             log.append(("param_time", -2.0, 0, np.array([time.perf_counter() - t0])))
     mse_n = nets.train_rmse ** 2
@@ -855,13 +856,13 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
     return out
 
 
-def _polish(pg, mse, model, learn, ctx: "_TraceData", dt, cfg, over_budget, log):
+def _polish(pg, mse, model, learn, ctx: "_TraceData", dt, cfg, over_budget, log, progress=False):
     """``cfg.parametric_polish_iters`` Levenberg-Marquardt iterations on the whole raw trace for one closed form
     per member (``pg`` [M], its exact free-running training MSE ``mse`` [M], the members' trace data ``ctx``);
     each member keeps the polished form only if its exact (not tabulated) MSE is lower. Returns (gates, mse)."""
     out = pg.subset(list(range(pg.M))).set_refine_known(bool(pg.known))
     lm_output_error(out, model, learn, ctx, dt, cfg.parametric_polish_iters, over_budget, log, (1.0,),
-                    cfg.refine_known_sd)
+                    cfg.refine_known_sd, progress)
     best = _Best(pg, model, ctx.stim, ctx.v_obs, dt, ctx.params, LEARN[learn], err=mse)
     best.update(out)
     return best.nets, best.err
@@ -1055,7 +1056,8 @@ def _shooting(nets, model, learn, ctx: _TraceData, dt, window_ms, iters, cfg, be
             return per, (_finite(per) + _member_reg(nets)).sum()
 
         if cfg.tf_optimizer == "lbfgs":
-            batched_lbfgs(nets, M, win_loss, iters, log=log, tag=f"{tag}tf{wms:g}")
+            batched_lbfgs(nets, M, win_loss, iters, log=log, tag=f"{tag}tf{wms:g}", progress=progress,
+                          desc=f"{'closed forms: ' if tag else ''}shooting windows {wms:g} ms")
         else:
             _adam_stage(nets, win_loss, iters, cfg.tf_lr / (1 + wi), cfg.tf_lr * 0.05,
                         f"{tag}shooting windows {wms:g} ms", progress, over_budget, log, (f"{tag}tf", wms), 25)
@@ -1072,12 +1074,12 @@ def _with_params(nets, rows, x):
 
 
 def _lm(x, resid_fn, iters: int, over_budget, log=None, tag="lm", rel_step: float = 1e-6, free=None,
-        lam_up: float = 10.0, lam_down: float = 10.0, retries: int = 4):
+        lam_up: float = 10.0, lam_down: float = 10.0, retries: int = 4, desc: str = "", progress: bool = False):
     """Batched Levenberg-Marquardt: x [M, P]; resid_fn(x [B, P], rows [B]) -> residuals [B, K] (rows: member ids).
     Jacobian by forward differences (all members x parameters in one call; ``free`` [M, P] bool masks fixed
     ones); a step is kept per member only when it lowers that member's mean squared residual, else that member's
     damping rises by ``lam_up`` and it retries (only the failed members are simulated again); success divides it
-    by ``lam_down``. (Geodesic acceleration, Transtrum & Sethna 2012, was tried: HH K from a perturbed truth with
+    by ``lam_down``; with ``progress`` a bar ``desc`` shows the members' median RMS residual. (Geodesic acceleration, Transtrum & Sethna 2012, was tried: HH K from a perturbed truth with
     misspecified parameters, 12 members, 25 iterations: 1 of 12 below 1 mV against 3 of 12 without.)
     Returns (x, cost)."""
     M, P = x.shape
@@ -1087,7 +1089,8 @@ def _lm(x, resid_fn, iters: int, over_budget, log=None, tag="lm", rel_step: floa
     r = resid_fn(x, rows)
     cost = torch.nan_to_num((r ** 2).mean(1), nan=math.inf)
     lam = torch.full((M,), 1e-2, dtype=DT)
-    for it in range(iters):
+    bar, its = _iterations(iters, desc, progress)
+    for it in its:
         if over_budget():
             break
         h = rel_step * torch.clamp(x.abs(), min=1.0)  # [M, P]
@@ -1118,6 +1121,8 @@ def _lm(x, resid_fn, iters: int, over_budget, log=None, tag="lm", rel_step: floa
             improved[okr] = True
         if log is not None:
             log.append((tag, 0.0, it, cost.numpy().copy()))
+        if bar is not None:
+            bar.set_postfix(median_rms_mV=f"{math.sqrt(float(cost.median())):.3g}", refresh=False)
     return x, cost
 
 
@@ -1145,7 +1150,7 @@ def _known_prior_sd(nets, params: dict, rel_sd: float):
 
 
 def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, over_budget=lambda: False, log=None,
-                    fractions=(1.0,), known_sd: float = 0.05, **lm_options):
+                    fractions=(1.0,), known_sd: float = 0.05, progress: bool = False, **lm_options):
     """Levenberg-Marquardt for few-parameter gates (:class:`~.parametric.ParametricGates`) on the free-running
     error from rest over growing prefixes of the trace (``fractions`` of its length, the last normally 1; an entry
     (fraction, smooth_ms) compares Gaussian-filtered traces, sd smooth_ms, which widens the basin of spike timing).
@@ -1154,7 +1159,8 @@ def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, 
     training trace against 0.79/0.78 mV without them.) With refined known parameters (``nets.refine_known``) the
     residuals also hold their Gaussian prior (``known_sd``, see :class:`TraceFitConfig`), weighted by the trace's
     estimated noise sd (maximum a posteriori). ``lm_options`` go to the optimiser (``lam_up``, ``lam_down``,
-    ``retries``). Updates ``nets`` in place; returns the cost [M] (mV^2) of the last prefix."""
+    ``retries``); ``progress``: a bar per prefix. Updates ``nets`` in place; returns the cost [M] (mV^2) of the last
+    prefix."""
     learned = LEARN[learn]
     M, T = ctx.stim.shape
     pr_all = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M) for k, v in ctx.params.items()}
@@ -1181,7 +1187,9 @@ def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, 
         f, w = (float(f[0]), float(f[1])) if isinstance(f, (tuple, list)) else (float(f), 0.0)
         n = max(2, min(T, int(round(T * f))))
         tag = f"lm_prefix{f:g}" + (f"_smooth{w:g}" if w else "")
-        x, cost = _lm(x, prefix_resid(n, w), iters, over_budget, log, tag, free=free, **lm_options)
+        x, cost = _lm(x, prefix_resid(n, w), iters, over_budget, log, tag, free=free, progress=progress,
+                      desc=f"closed forms: Levenberg-Marquardt, {f:.0%} of the trace" + (f", smoothed {w:g} ms" if w else ""),
+                      **lm_options)
     _set_flat(nets, M, x)
     return cost
 
@@ -1222,15 +1230,28 @@ def _member_reg(nets):
     return 1e-3 * nets.log_g ** 2 + 1e-5 * nets.de ** 2
 
 
-def batched_lbfgs(nets, M, loss_fn, iters: int, history: int = 10, log=None, tag=""):
+def _iterations(n: int, desc: str, progress: bool):
+    """range(n) with a progress bar (desc) when progress and desc are set."""
+    if not (progress and desc):
+        return None, range(n)
+    from tqdm import tqdm
+
+    bar = tqdm(range(n), desc=desc, mininterval=2, leave=False)
+    return bar, bar
+
+
+def batched_lbfgs(nets, M, loss_fn, iters: int, history: int = 10, log=None, tag="", desc: str = "",
+                  progress: bool = False):
     """L-BFGS with an independent two-loop recursion and backtracking line search per member.
 
     ``loss_fn()`` -> (per-member loss [M], total differentiable loss = sum of per-member losses + regularisers),
-    where member m's loss depends only on member m's parameters (rows of every trainable tensor)."""
+    where member m's loss depends only on member m's parameters (rows of every trainable tensor). With
+    ``progress``, a bar ``desc`` shows the members' median loss."""
     x = _get_flat(nets, M)
     f, g = _eval_grad(nets, M, loss_fn)
     S, Y, RHO = [], [], []
-    for it in range(iters):
+    bar, its = _iterations(iters, desc, progress)
+    for it in its:
         q = g.clone()
         alphas = []
         for s, y, rho in zip(reversed(S), reversed(Y), reversed(RHO)):
@@ -1278,6 +1299,8 @@ def batched_lbfgs(nets, M, loss_fn, iters: int, history: int = 10, log=None, tag
         x, f, g = x_new, f_new, g_new
         if log is not None and (it % 25 == 0 or it == iters - 1):
             log.append((tag, 0.0, it, f.numpy().copy()))
+        if bar is not None:
+            bar.set_postfix(median_loss=f"{float(torch.nan_to_num(f, nan=math.inf).median()):.4g}", refresh=False)
     return f
 
 
