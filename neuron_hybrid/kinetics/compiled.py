@@ -17,8 +17,12 @@ import numpy as np
 import torch
 from numba import njit
 
+# every loop uses numpy's floating-point semantics (x / 0 -> inf or nan, as in the torch code it replaced), not
+# Python's ZeroDivisionError: a Levenberg-Marquardt trial step far out (e.g. every conductance and the capacitance
+# scaled to 0) must come back as a non-finite residual, which the optimiser rejects, not abort the fit
 
-@njit(cache=True)
+
+@njit(cache=True, error_model="numpy")
 def run_rows(stim, v0, st0, tab_k, tab_l, lidx, gbar, erev, powers, dt, cap, lo, h, record):  # pragma: no cover
     """stim [B, T] (mA/cm2); v0 [B] (mV); st0 [B, G] gates (the Gk known ones first, then the learned ones);
     tab_k [Ng, 2 Gk] (shared; x_inf columns, then tau in ms) and tab_l [U, Ng, 2] (x_inf, tau of learned gates:
@@ -76,18 +80,18 @@ def run_rows(stim, v0, st0, tab_k, tab_l, lidx, gbar, erev, powers, dt, cap, lo,
     return V, S
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _softplus(x):  # pragma: no cover (compiled)
     return x if x > 20.0 else np.log1p(np.exp(x))  # torch's threshold
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _logaddexp(a, b):  # pragma: no cover (compiled)
     m = max(a, b)
     return m + np.log1p(np.exp(-abs(a - b)))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _log_rate(form, c, vh, s, u):  # pragma: no cover (compiled)
     if form == 0:
         return c + s * (u + 5.0)
@@ -100,7 +104,7 @@ def _log_rate(form, c, vh, s, u):  # pragma: no cover (compiled)
     return c + np.log(z / -np.expm1(-z))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def closed_form_tables(family, theta, lo, h, n):  # pragma: no cover (compiled)
     """x_inf and tau (ms) [U, n, 2] of closed-form gates (family [U] int, theta [U, 8]; the formulas of
     :func:`.parametric.gate_curves`, which is the reference) on the grid lo + h i mV, i < n: one fused loop per
@@ -126,7 +130,7 @@ def closed_form_tables(family, theta, lo, h, n):  # pragma: no cover (compiled)
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _recurrence_forward(a, b):  # pragma: no cover (compiled)
     M, T = a.shape
     x = np.empty((M, T))
@@ -138,7 +142,7 @@ def _recurrence_forward(a, b):  # pragma: no cover (compiled)
     return x
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _recurrence_adjoint(a, x, g):  # pragma: no cover (compiled)
     M, T = a.shape
     ga = np.zeros((M, T))

@@ -177,6 +177,29 @@ def test_compiled_closed_form_tables_equal_the_torch_formulas():
     assert torch.equal(tm[im], pg.theta.detach()[:, 0])
 
 
+def test_tabulated_twin_of_a_degenerate_member_is_non_finite_not_an_error():
+    """A Levenberg-Marquardt trial step far out (capacitance and every conductance scaled to 0) gives a non-finite
+    trace, which the optimiser rejects, instead of raising ZeroDivisionError in the compiled loop (seen in a 10-seed
+    Pospischil Na run); the other member of the batch is unaffected."""
+    from neuron_hybrid.kinetics.trace import simulate, training_protocol
+
+    dt = 0.025
+    stim = training_protocol(dt, 0.01)[1][:, :400].repeat(2, 1)
+    v = torch.linspace(-90, 40, 66, dtype=torch.float64)
+    n = _known_rates(HH, v, ())["n"]
+    fl = FAMILIES.index("linoid/exp")
+    _, theta, _ = fit_to_curves(v, n[0].reshape(1, -1), n[1].reshape(1, -1), families=[fl], iters=60)
+    known = ("cm", "g_leak", "g_na")
+    pg = ParametricGates(torch.full((2, 1), fl), theta[0].reshape(1, 1, 8).repeat(2, 1, 1), ("n",), "k", True,
+                         log_g=torch.tensor([0.0, -1e4], dtype=torch.float64), known=known)
+    with torch.no_grad():
+        pg.known_u[1] = -1e4
+        out = simulate(HH, stim, dt, HH.default_params(), pg, ("n",), tabulated=True)
+        ref = simulate(HH, stim[:1], dt, HH.default_params(), pg.subset([0]), ("n",), tabulated=True)
+    assert not bool(torch.isfinite(out[1]).all())
+    assert torch.equal(out[0], ref[0])
+
+
 def test_wide_gaussian_filter_by_fft_equals_direct_convolution():
     """The LM's filtered residuals use an FFT for wide kernels (80-sample sd: conv1d would unfold B x 641 x N);
     it equals the direct convolution with replicated edges."""
