@@ -28,6 +28,9 @@ and 70/90/90 % (3553 s). With --cm-refine-known both (the default since s15: eac
 to its training trace kept): 100/100/90/50 % and 100/80/90 % (3202 + 3106 s). Pospischil K n, 10 seeds,
 both ways (--model pospischil): 100/100/50/50 % at noise 0/1/5/10 %, 100/100/100 % at misspecification 1/2/5 %, Gamma
 >= 0.9 in 100 % but 90 % at 5 % noise (3377 s for 70 members, one thread shared with other jobs).
+Pospischil Na m, h (--learn na, 3 closed-form starts): 90/0/0/0 % at noise 0/1/5/10 %, 70/50/30 % at misspecification
+1/2/5 %, Gamma >= 0.9 in 90-100 % everywhere (6269 + 4227 s in two processes; the criterion is far stricter for Na: the
+true model with tau x1.005 scores 2.8 mV held-out).
 
 Full run:    python benchmarks/channel_from_trace.py --seeds 10 --out reports/channel_from_trace
 Reduced run: python benchmarks/channel_from_trace.py --seeds 2 --conditions 0:0 0.1:0 0:0.05 --quick
