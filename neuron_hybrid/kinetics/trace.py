@@ -1079,8 +1079,9 @@ def _lm(x, resid_fn, iters: int, over_budget, log=None, tag="lm", rel_step: floa
     Jacobian by forward differences (all members x parameters in one call; ``free`` [M, P] bool masks fixed
     ones); a step is kept per member only when it lowers that member's mean squared residual, else that member's
     damping rises by ``lam_up`` and it retries (only the failed members are simulated again); success divides it
-    by ``lam_down``; with ``progress`` a bar ``desc`` shows the members' median RMS residual. (Geodesic acceleration, Transtrum & Sethna 2012, was tried: HH K from a perturbed truth with
-    misspecified parameters, 12 members, 25 iterations: 1 of 12 below 1 mV against 3 of 12 without.)
+    by ``lam_down``; with ``progress`` a bar ``desc`` shows the members' median RMS residual. (Geodesic
+    acceleration, Transtrum & Sethna 2012, was tried: HH K from a perturbed truth with misspecified parameters, 12
+    members, 25 iterations: 1 of 12 below 1 mV against 3 of 12 without.)
     Returns (x, cost)."""
     M, P = x.shape
     x = x.clone()
@@ -1123,6 +1124,8 @@ def _lm(x, resid_fn, iters: int, over_budget, log=None, tag="lm", rel_step: floa
             log.append((tag, 0.0, it, cost.numpy().copy()))
         if bar is not None:
             bar.set_postfix(median_rms_mV=f"{math.sqrt(float(cost.median())):.3g}", refresh=False)
+    if bar is not None:
+        bar.close()  # also when the time budget ended the loop early
     return x, cost
 
 
@@ -1188,7 +1191,8 @@ def lm_output_error(nets, model, learn, ctx: "_TraceData", dt, iters: int = 10, 
         n = max(2, min(T, int(round(T * f))))
         tag = f"lm_prefix{f:g}" + (f"_smooth{w:g}" if w else "")
         x, cost = _lm(x, prefix_resid(n, w), iters, over_budget, log, tag, free=free, progress=progress,
-                      desc=f"closed forms: Levenberg-Marquardt, {f:.0%} of the trace" + (f", smoothed {w:g} ms" if w else ""),
+                      desc=f"closed forms: Levenberg-Marquardt, {f:.0%} of the trace"
+                      + (f", smoothed {w:g} ms" if w else ""),
                       **lm_options)
     _set_flat(nets, M, x)
     return cost
