@@ -81,56 +81,6 @@ def run_rows(stim, v0, st0, tab_k, tab_l, lidx, gbar, erev, powers, dt, cap, lo,
 
 
 @njit(cache=True, error_model="numpy")
-def _softplus(x):  # pragma: no cover (compiled)
-    return x if x > 20.0 else np.log1p(np.exp(x))  # torch's threshold
-
-
-@njit(cache=True, error_model="numpy")
-def _logaddexp(a, b):  # pragma: no cover (compiled)
-    m = max(a, b)
-    return m + np.log1p(np.exp(-abs(a - b)))
-
-
-@njit(cache=True, error_model="numpy")
-def _log_rate(form, c, vh, s, u):  # pragma: no cover (compiled)
-    if form == 0:
-        return c + s * (u + 5.0)
-    z = s * (u - vh)
-    if form == 1:
-        return c - _softplus(-z)
-    z = min(max(z, -80.0), 80.0)
-    if abs(z) < 1e-4:
-        return c + 0.5 * z
-    return c + np.log(z / -np.expm1(-z))
-
-
-@njit(cache=True, error_model="numpy")
-def closed_form_tables(family, theta, lo, h, n):  # pragma: no cover (compiled)
-    """x_inf and tau (ms) [U, n, 2] of closed-form gates (family [U] int, theta [U, 8]; the formulas of
-    :func:`.parametric.gate_curves`, which is the reference) on the grid lo + h i mV, i < n: one fused loop per
-    row instead of ~40 tensor passes."""
-    U = family.shape[0]
-    out = np.empty((U, n, 2))
-    for r in range(U):
-        fam = family[r]
-        th = theta[r]
-        for i in range(n):
-            u = (lo + h * i) / 10.0
-            if fam == 9:
-                xi = 1.0 / (1.0 + np.exp(-(th[1] * (u - th[0]))))
-                d = u - th[4]
-                lt = _logaddexp(th[2], th[3] - _logaddexp(th[5] * d, -th[6] * d))
-            else:
-                la = _log_rate(fam // 3, th[0], th[1], th[2], u)
-                lb = _log_rate(fam % 3, th[3], th[4], th[5], u)
-                xi = 1.0 / (1.0 + np.exp(-(la - lb)))
-                lt = _logaddexp(th[6], -_logaddexp(la, lb))
-            out[r, i, 0] = xi
-            out[r, i, 1] = np.exp(min(max(lt, -12.0), 12.0))
-    return out
-
-
-@njit(cache=True, error_model="numpy")
 def _recurrence_forward(a, b):  # pragma: no cover (compiled)
     M, T = a.shape
     x = np.empty((M, T))

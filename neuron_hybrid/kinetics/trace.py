@@ -541,20 +541,21 @@ _FINE_GRID = (-120.0, 80.0, 0.05)
 def _learned_tables(nets, learned, B, lo, h, Ng):
     """Tables of the learned gates on the grid lo + h i (i < Ng, mV) for :func:`.compiled.run_rows`: (tab [U, Ng, 2]
     (x_inf, tau ms), index [B, Gl] int: row b's gate j is tab[index[b, j]]). Closed-form gates: each distinct
-    (family, parameters) once, by the compiled kernel; networks: one table per row and gate."""
-    from .compiled import closed_form_tables
+    (family, parameters) once (:meth:`.parametric.ParametricGates.distinct`); networks: one table per row and gate."""
+    from .parametric import gate_curves
 
     Gl = len(learned)
     if not Gl:
         return np.zeros((1, Ng, 2)), np.zeros((B, 0), dtype=np.int64)
+    vg = lo + h * torch.arange(Ng, dtype=DT)
     if hasattr(nets, "distinct") and list(nets.gates) == list(learned):
         tabs, idx, off = [], [], 0
         for fam, th, inv in nets.distinct():
-            tabs.append(closed_form_tables(fam.numpy(), th.numpy(), float(lo), float(h), int(Ng)))
+            tabs.append(torch.stack(gate_curves(fam, th, vg.expand(len(fam), Ng)), 2))
             idx.append(inv + off)
             off += len(fam)
-        return np.concatenate(tabs, 0), np.ascontiguousarray(torch.stack(idx, 1).numpy(), dtype=np.int64)
-    vg = lo + h * torch.arange(Ng, dtype=DT)
+        return (np.ascontiguousarray(torch.cat(tabs, 0).numpy()),
+                np.ascontiguousarray(torch.stack(idx, 1).numpy(), dtype=np.int64))
     r = _tables(nets, vg)  # {gate: ([B, Ng], [B, Ng])}
     tab = torch.stack([torch.stack(r[g], 2) for g in learned], 1).reshape(B * Gl, Ng, 2)
     idx = torch.arange(B * Gl).reshape(B, Gl)

@@ -155,26 +155,18 @@ def test_tabulated_twin_with_two_learned_gates_and_recorded_gates():
     assert max(float((ga[g] - gb[g]).abs().max()) for g in ga) < 1e-3
 
 
-def test_compiled_closed_form_tables_equal_the_torch_formulas():
-    """The tabulated twin's compiled table kernel gives gate_curves' x_inf and tau for every family, including
-    steep, saturated and near-singular (linoid z ~ 0) parameters, and members with equal gates share one table."""
-    from neuron_hybrid.kinetics.compiled import closed_form_tables
-
+def test_members_with_equal_gates_share_one_table():
+    """ParametricGates.distinct (the tabulated twin's shared tables): each distinct (family, parameters) of a gate
+    once, and every member indexes its own."""
     g = torch.Generator().manual_seed(3)
-    fam = torch.arange(len(FAMILIES)).repeat(30)
+    fam = torch.arange(len(FAMILIES))
     theta = 3.0 * torch.randn(len(fam), 8, generator=g, dtype=torch.float64)
-    theta[::7, 2] = 1e-6  # linoid at z ~ 0 everywhere
-    theta[::5, 5] = 40.0  # steep
-    lo, h, n = -120.0, 0.05, 4001
-    tab = closed_form_tables(fam.numpy(), theta.numpy(), lo, h, n)
-    x, tau = gate_curves(fam, theta, (lo + h * torch.arange(n, dtype=torch.float64)).expand(len(fam), n))
-    assert np.abs(tab[..., 0] - x.numpy()).max() < 1e-12
-    assert np.abs(tab[..., 1] / tau.numpy() - 1).max() < 1e-12
     pg = ParametricGates(torch.stack([fam[:4], fam[:4]], 1), torch.stack([theta[:4], theta[:4]], 1), ("m", "h"))
     pg = pg.subset([0, 1, 0, 2, 1])
     (fm, tm, im), _ = pg.distinct()
     assert len(fm) == 3 and im.tolist()[0] == im.tolist()[2] and im.tolist()[1] == im.tolist()[4]
     assert torch.equal(tm[im], pg.theta.detach()[:, 0])
+    assert torch.equal(fm[im], pg.family[:, 0])
 
 
 def test_tabulated_twin_of_a_degenerate_member_is_non_finite_not_an_error():
