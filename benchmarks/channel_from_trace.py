@@ -81,6 +81,9 @@ def main(argv=None):
                          "(TraceFitConfig.cm_known_fixed_until_polish, default on)")
     ap.add_argument("--lm-starts", type=int, default=None,
                     help="starting points per closed-form combination (TraceFitConfig.parametric_lm_starts)")
+    ap.add_argument("--smooth-auto", type=float, nargs=2, default=None, metavar=("BASE", "PER_MV"),
+                    help="automatic smoothing of noisy traces: Savitzky-Golay half-width BASE + PER_MV x noise sd "
+                         "samples (TraceFitConfig.smooth_auto, default 6 1.5)")
     ap.add_argument("--bound-only", action="store_true", help="print the noise bounds only (no training)")
     ap.add_argument("--bound-families", nargs="+", default=["shift_tau", "flex", "closed", "closed_known"],
                     help="parameter families of the noise bound (see noise_bound)")
@@ -142,6 +145,8 @@ def main(argv=None):
         cfg.parametric = args.parametric
     if args.windows:
         cfg.window_ms = tuple(args.windows)
+    if args.smooth_auto is not None:
+        cfg.smooth_auto = tuple(args.smooth_auto)
     if args.lm_starts is not None:
         cfg.parametric_lm_starts = args.lm_starts
     if args.refine_known is not None:

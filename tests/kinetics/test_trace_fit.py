@@ -58,6 +58,11 @@ def test_recovers_hh_n_gate_from_noisy_trace():
     assert abs(float(estimate_noise_sd(v_obs)[0]) / sd - 1) < 0.1
     vs = _smooth_auto(v_obs, dt, None)[0]
     assert float(((vs - v) ** 2).mean().sqrt()) < 0.5 * sd
+    # TraceFitConfig.smooth_auto sets the half-width (samples) from the estimated noise sd (mV)
+    est = float(estimate_noise_sd(v_obs)[0])
+    assert float(_smooth_auto(v_obs, dt, None)[1][0]) == round(6 + 1.5 * est)
+    narrow, half = _smooth_auto(v_obs, dt, None, (3.0, 1.0))
+    assert float(half[0]) == round(3 + est) and 0.5 * sd < float(((narrow - v) ** 2).mean().sqrt()) < 0.7 * sd
     cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False,
                          cm_refine_known=False,
                          parametric="off")
