@@ -324,10 +324,10 @@ def estimate_noise_sd(v):
     return mad / 0.6745 / math.sqrt(6.0)
 
 
-def _smooth_auto(v, dt, smooth_ms, auto=(6.0, 1.5)):
+def _smooth_auto(v, dt, smooth_ms, auto):
     """(smoothed rows of v, residual filter sd in samples [M]): fixed Gaussian sd ``smooth_ms`` (>= 0), or
     automatic cubic Savitzky-Golay (None) whose half-width grows with the estimated noise sd sigma (mV):
-    none below 0.05 mV, else auto[0] + auto[1] sigma samples (at most 20)."""
+    none below 0.05 mV, else auto[0] + auto[1] sigma samples (at most 20; ``TraceFitConfig.smooth_auto``)."""
     M = v.shape[0]
     if smooth_ms is not None:
         return _gauss_smooth(v, smooth_ms / dt), torch.full((M,), smooth_ms / dt, dtype=DT)
@@ -829,7 +829,7 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
             step = torch.randn(th.shape, generator=gen, dtype=DT) * cfg.parametric_start_sd * pg.free_mask()
             pg.theta += step * jittered.reshape(-1, 1, 1)
     p_ids = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M)[ids] for k, v in params.items()}
-    ctx = _TraceData.build(model, learned, stim[ids], v_obs[ids], dt, p_ids, cfg.smooth_ms, cfg.smooth_auto)
+    ctx = _TraceData.build(model, learned, stim[ids], v_obs[ids], vs[ids], dt, p_ids)
     bestp = _Best(pg, model, stim[ids], v_obs[ids], dt, p_ids, learned)
     _shooting(pg, model, learn, ctx, dt, cfg.parametric_window_ms, cfg.parametric_steps, cfg, bestp, over_budget, log,
               progress, tag="param_", t_start=t0)
@@ -1004,8 +1004,8 @@ class _TraceData:
     params: dict
 
     @staticmethod
-    def build(model, learned, stim, v_obs, dt, params, smooth_ms, smooth_auto=(6.0, 1.5)):
-        vs, _ = _smooth_auto(v_obs, dt, smooth_ms, smooth_auto)
+    def build(model, learned, stim, v_obs, vs, dt, params):
+        """From the observed and the smoothed trace (:func:`_smooth_auto`): teacher-forced known gates along vs."""
         known = _known_rates(model, vs, learned)
         with torch.no_grad():
             kn = {g: _tf_integrate(known[g][0], known[g][1], dt) for g in known}

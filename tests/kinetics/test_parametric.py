@@ -78,7 +78,8 @@ def test_refined_known_parameters_recover_a_misspecified_leak_and_sodium():
     """A 40 ms trace of HH; the model assumes e_leak 2 mV too high and g_na 4 % too large, the K gate starts as the
     exact closed form of HH's n. Levenberg-Marquardt on the free-running error with the known parameters refined recovers the
     true e_leak and g_na (the independent reference); without refining, the trace cannot be fitted."""
-    from neuron_hybrid.kinetics.trace import _TraceData, lm_output_error, simulate, step_stimulus
+    from neuron_hybrid.kinetics.trace import (TraceFitConfig, _smooth_auto, _TraceData, lm_output_error, simulate,
+                                             step_stimulus)
 
     dt = 0.025
     t = torch.arange(0, 40, dt, dtype=torch.float64) + dt / 2
@@ -91,7 +92,8 @@ def test_refined_known_parameters_recover_a_misspecified_leak_and_sodium():
     n = _known_rates(HH, v, ())["n"]
     fl = [FAMILIES.index("linoid/exp")]
     _, theta, _ = fit_to_curves(v, n[0].reshape(1, -1), n[1].reshape(1, -1), families=fl, iters=120)
-    ctx = _TraceData.build(HH, ("n",), stim, v_obs, dt, assumed, None)
+    vs = _smooth_auto(v_obs, dt, None, TraceFitConfig().smooth_auto)[0]
+    ctx = _TraceData.build(HH, ("n",), stim, v_obs, vs, dt, assumed)
     rmse = {}
     for known in ((), ("e_leak", "g_na")):
         pg = ParametricGates(torch.tensor([[fl[0]]]), theta[:, :1].reshape(1, 1, 8), ("n",), "k", True,

@@ -56,11 +56,11 @@ def test_recovers_hh_n_gate_from_noisy_trace():
     v_obs = v + sd * torch.randn(v.shape, generator=torch.Generator().manual_seed(1000), dtype=torch.float64)
     from neuron_hybrid.kinetics.trace import _smooth_auto, estimate_noise_sd
     assert abs(float(estimate_noise_sd(v_obs)[0]) / sd - 1) < 0.1
-    vs = _smooth_auto(v_obs, dt, None)[0]
+    vs, half = _smooth_auto(v_obs, dt, None, TraceFitConfig().smooth_auto)
     assert float(((vs - v) ** 2).mean().sqrt()) < 0.5 * sd
     # TraceFitConfig.smooth_auto sets the half-width (samples) from the estimated noise sd (mV)
     est = float(estimate_noise_sd(v_obs)[0])
-    assert float(_smooth_auto(v_obs, dt, None)[1][0]) == round(6 + 1.5 * est)
+    assert float(half[0]) == round(6 + 1.5 * est)
     narrow, half = _smooth_auto(v_obs, dt, None, (3.0, 1.0))
     assert float(half[0]) == round(3 + est) and 0.5 * sd < float(((narrow - v) ** 2).mean().sqrt()) < 0.7 * sd
     cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False,
