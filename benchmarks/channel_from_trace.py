@@ -156,8 +156,10 @@ def main(argv=None):
         if getattr(args, flag) is not None:
             setattr(cfg, flag, "both" if getattr(args, flag) == "both" else getattr(args, flag) == "on")
     t0 = time.perf_counter()
-    # a different network initialisation per seed: the ensemble is seeded once; members differ by position
-    nets = train_members(model, args.learn, stim, v_obs, dt, assumed, cfg, progress=True)
+    # member (condition, seed) is initialised from seed alone: the same networks in every condition, and the same
+    # fit whatever other seeds or conditions share the batch
+    nets = train_members(model, args.learn, stim, v_obs, dt, assumed, cfg, progress=True,
+                         member_seeds=[s for _, s in members])
     train_s = time.perf_counter() - t0
     rm, gam = {}, {}
     with torch.no_grad():

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ChannelFitError", "GateFitConfig", "GateMLP", "GatedChannel", "GateEnsemble", "fit_gate_networks", "gated_channel_from_curves"]
+__all__ = ["ChannelFitError", "GateFitConfig", "GateMLP", "GatedChannel", "GateEnsemble", "fit_gate_networks",
+           "seeded_generator", "gated_channel_from_curves"]
 
 
 @dataclass
@@ -108,19 +109,34 @@ class GatedChannel(nn.Module):
         return g
 
 
-class GateEnsemble(nn.Module):
-    """G independent gate MLPs evaluated together: weights are stacked along a leading gate axis."""
+def seeded_generator(*key: int) -> torch.Generator:
+    """A torch generator seeded from a tuple of integers (numpy's SeedSequence: distinct keys, independent streams)."""
+    state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
-    def __init__(self, n_gates: int, width: int, depth: int, seed: int = 0):
+
+class GateEnsemble(nn.Module):
+    """G independent gate MLPs evaluated together: weights are stacked along a leading gate axis.
+
+    Row r is initialised from its own random stream, keyed by ``(seed, *row_keys[r])`` (default key ``(r,)``), so
+    a network's initial weights do not depend on how many others share the ensemble."""
+
+    def __init__(self, n_gates: int, width: int, depth: int, seed: int = 0, row_keys=None):
         super().__init__()
-        gen = torch.Generator().manual_seed(seed)
+        keys = [(r,) for r in range(n_gates)] if row_keys is None else [tuple(k) for k in row_keys]
+        if len(keys) != n_gates:
+            raise ValueError(f"GateEnsemble: {len(keys)} row keys for {n_gates} networks")
         dims = [1] + [width] * depth + [2]
-        self.W = nn.ParameterList()
-        self.b = nn.ParameterList()
-        for i in range(len(dims) - 1):
-            bound = 1.0 / math.sqrt(dims[i])
-            self.W.append(nn.Parameter((torch.rand(n_gates, dims[i], dims[i + 1], generator=gen, dtype=torch.float64) * 2 - 1) * bound))
-            self.b.append(nn.Parameter((torch.rand(n_gates, 1, dims[i + 1], generator=gen, dtype=torch.float64) * 2 - 1) * bound))
+        Ws = [torch.empty(n_gates, dims[i], dims[i + 1], dtype=torch.float64) for i in range(len(dims) - 1)]
+        bs = [torch.empty(n_gates, 1, dims[i + 1], dtype=torch.float64) for i in range(len(dims) - 1)]
+        for r, key in enumerate(keys):
+            gen = seeded_generator(seed, *key)
+            for i in range(len(dims) - 1):
+                bound = 1.0 / math.sqrt(dims[i])
+                Ws[i][r] = (torch.rand(dims[i], dims[i + 1], generator=gen, dtype=torch.float64) * 2 - 1) * bound
+                bs[i][r] = (torch.rand(1, dims[i + 1], generator=gen, dtype=torch.float64) * 2 - 1) * bound
+        self.W = nn.ParameterList([nn.Parameter(w) for w in Ws])
+        self.b = nn.ParameterList([nn.Parameter(b) for b in bs])
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """u [G, N] (scaled voltage) -> raw outputs [G, N, 2]."""

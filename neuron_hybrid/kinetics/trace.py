@@ -47,7 +47,7 @@ import torch
 
 from .. import channels as nc
 from ..train.memory import retained_heap
-from .gatenet import GateEnsemble
+from .gatenet import GateEnsemble, seeded_generator
 from .parametric import KnownCorrections
 
 __all__ = ["CompartmentModel", "HH", "POSPISCHIL", "TraceFitConfig", "LearnedGates", "simulate", "step_stimulus",
@@ -128,18 +128,21 @@ class LearnedGates(KnownCorrections, torch.nn.Module):
     Optional per-member conductance scale ``exp(log_g)`` and reversal shift ``de`` (mV) of the learned
     channel (``learn_conductance``); both start at the assumed values (0). Optional corrections ``known_u`` [M, K]
     of the known compartment's parameters named in ``known`` (:class:`.parametric.KnownCorrections`; trainable
-    only after :meth:`set_refine_known`)."""
+    only after :meth:`set_refine_known`). Member m's networks are initialised from random streams keyed by
+    ``(seed, *member_keys[m], gate index)`` (default key ``(m,)``): independent of the other members."""
 
     tau_min = 1e-3
 
     def __init__(self, n_members: int, gates: tuple, width: int, depth: int, seed: int, v_min=-100.0, v_max=60.0,
-                 channel: str = "", learn_conductance: bool = False, known: tuple = ()):
+                 channel: str = "", learn_conductance: bool = False, known: tuple = (), member_keys=None):
         super().__init__()
         self.known = tuple(known)
         self.known_u = torch.nn.Parameter(torch.zeros(n_members, len(self.known), dtype=DT), requires_grad=False)
         self.gates, self.M, self.channel = tuple(gates), n_members, channel
         self.width, self.depth = width, depth
-        self.ens = GateEnsemble(n_members * len(gates), width, depth, seed)
+        keys = [(m,) for m in range(n_members)] if member_keys is None else [tuple(k) for k in member_keys]
+        self.ens = GateEnsemble(n_members * len(gates), width, depth, seed,
+                                row_keys=[(*k, j) for k in keys for j in range(len(gates))])
         self.center, self.scale = 0.5 * (v_min + v_max), 0.5 * (v_max - v_min)
         self.learn_conductance = bool(learn_conductance)
         self.log_g = torch.nn.Parameter(torch.zeros(n_members, dtype=DT), requires_grad=self.learn_conductance)
@@ -644,36 +647,43 @@ def _finite(per):
 
 @retained_heap()
 def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, params: dict,
-                  config: TraceFitConfig | None = None, progress: bool = False, log: list | None = None):
+                  config: TraceFitConfig | None = None, progress: bool = False, log: list | None = None,
+                  member_seeds=None):
     """Train M members at once; stim/v_obs [M, T] / [M, T+1]; params tensors [M] (the *assumed* parameters).
 
-    Returns the trained :class:`LearnedGates` (member m's networks are ensemble members m*G .. m*G+G-1),
-    with ``train_rmse`` [M] (free-running RMSE on the training trace, mV) and ``train_seconds``.
+    ``member_seeds`` (M ints, default 0 .. M-1) key each member's random initialisations (networks, restart and
+    closed-form jitter) together with ``config.seed``: a member's fit does not depend on which members share the
+    batch (up to floating-point rounding). Returns the trained :class:`LearnedGates` (member m's networks are
+    ensemble members m*G .. m*G+G-1), with ``train_rmse`` [M] (free-running RMSE on the training trace, mV) and
+    ``train_seconds``.
     """
     from tqdm import tqdm
 
     cfg = config or TraceFitConfig()
+    M0, T = stim.shape
+    seeds = list(range(M0)) if member_seeds is None else [int(s) for s in member_seeds]
+    if len(seeds) != M0:
+        raise ValueError(f"train_members: {len(seeds)} member_seeds for {M0} members")
     if cfg.cm_refine_known == "both":
-        return _train_both_ways(model, learn, stim, v_obs, dt, params, cfg, progress, log)
+        return _train_both_ways(model, learn, stim, v_obs, dt, params, cfg, progress, log, seeds)
     t0 = time.perf_counter()
     learned = LEARN[learn]
-    M0, T = stim.shape
     R = max(1, int(cfg.restarts))
     M = M0 * R  # member m, restart r -> row m * R + r
     stim = stim.repeat_interleave(R, 0)
     v_obs = v_obs.repeat_interleave(R, 0)
     params = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M0).repeat_interleave(R) for k, v in params.items()}
     cm_known = _refined_names(model, learn, cfg.cm_refine_names or cfg.refine_known) if cfg.cm_refine_known else ()
+    keys = [(sd, r) for sd in seeds for r in range(R)]
     nets = LearnedGates(M, learned, cfg.width, cfg.depth, cfg.seed, channel=learn,
-                        learn_conductance=cfg.learn_conductance, known=cm_known)
+                        learn_conductance=cfg.learn_conductance, known=cm_known, member_keys=keys)
     vg = _grid()
 
     def over_budget():
         return time.perf_counter() - t0 > cfg.time_budget_s
 
     # 1. prior (restart 0: the generic prior; other restarts: jittered)
-    gen = torch.Generator().manual_seed(cfg.seed + 7)
-    jit = torch.rand(M, 3, generator=gen, dtype=DT) * 2 - 1
+    jit = torch.stack([torch.rand(3, generator=seeded_generator(cfg.seed, *k, 7), dtype=DT) * 2 - 1 for k in keys])
     jit[::R] = 0.0
     shift, slope, tauf = 10.0 * jit[:, :1], torch.exp(0.4 * jit[:, 1:2]), torch.exp(0.8 * jit[:, 2:3])
     vpr = torch.linspace(-100, 60, 81, dtype=DT).repeat(M, 1)
@@ -775,12 +785,12 @@ def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, p
     out.restart_train_rmse = err.sqrt()
     if cfg.parametric != "off" and not over_budget():
         out = _parametric_stage(out, model, learn, stim[::R], v_obs[::R], dt, {k: v[::R] for k, v in params.items()},
-                                cfg, over_budget, log, progress, t0)
+                                cfg, over_budget, log, progress, t0, seeds)
     out.train_seconds = time.perf_counter() - t0
     return out
 
 
-def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_budget, log, progress, t0):
+def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_budget, log, progress, t0, seeds):
     """5. closed forms: fit every family of :mod:`.parametric` to each member's learned curves (over the voltages
     its trace visited), refine the ``parametric_top`` best per gate (all combinations across gates) by short
     multiple shooting and Levenberg-Marquardt on the free-running error, keep each member's best, and choose it
@@ -824,9 +834,10 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
     pg = ParametricGates(fam, th, learned, learn, nets.learn_conductance, nets.log_g.detach()[ids],
                          nets.de.detach()[ids], known, u0[ids])
     if S > 1:
-        gen = torch.Generator().manual_seed(cfg.seed + 11)
+        draws = [torch.randn(th.shape[1:], generator=seeded_generator(cfg.seed, seeds[i // C], i % C, 11), dtype=DT)
+                 for i in range(M * C)]  # row m * C + c: member m's random stream
         with torch.no_grad():
-            step = torch.randn(th.shape, generator=gen, dtype=DT) * cfg.parametric_start_sd * pg.free_mask()
+            step = torch.stack(draws) * cfg.parametric_start_sd * pg.free_mask()
             pg.theta += step * jittered.reshape(-1, 1, 1)
     p_ids = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M)[ids] for k, v in params.items()}
     ctx = _TraceData.build(model, learned, stim[ids], v_obs[ids], vs[ids], dt, p_ids)
@@ -877,7 +888,7 @@ def _polish(pg, mse, model, learn, ctx: "_TraceData", dt, cfg, over_budget, log,
     return best.nets, best.err
 
 
-def _train_both_ways(model, learn, stim, v_obs, dt, params, cfg, progress, log):
+def _train_both_ways(model, learn, stim, v_obs, dt, params, cfg, progress, log, seeds):
     """``cm_refine_known="both"``: train every member with the known parameters held at their assumed values in
     current matching (``False``) and refined there (``True``), each with half the time budget, and keep for each
     member the fit that runs closer to its (noisy) training trace. Both end in the same model class (the closed-form
@@ -887,7 +898,7 @@ def _train_both_ways(model, learn, stim, v_obs, dt, params, cfg, progress, log):
     t0 = time.perf_counter()
     fits = [train_members(model, learn, stim, v_obs, dt, params,
                           dataclasses.replace(cfg, cm_refine_known=mode, time_budget_s=cfg.time_budget_s / 2),
-                          progress, log) for mode in (False, True)]
+                          progress, log, seeds) for mode in (False, True)]
     err = torch.stack([f.train_rmse for f in fits])  # [2, M]
     err = torch.where(torch.isfinite(err), err, torch.full_like(err, math.inf))
     out = MemberChoice(fits, err.argmin(0), ("known parameters held in current matching",
