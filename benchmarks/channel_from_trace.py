@@ -83,7 +83,7 @@ def main(argv=None):
                     help="starting points per closed-form combination (TraceFitConfig.parametric_lm_starts)")
     ap.add_argument("--smooth-auto", type=float, nargs=2, default=None, metavar=("BASE", "PER_MV"),
                     help="automatic smoothing of noisy traces: Savitzky-Golay half-width BASE + PER_MV x noise sd "
-                         "samples (TraceFitConfig.smooth_auto, default 6 1.5)")
+                         "samples (TraceFitConfig.smooth_auto, default 3 1)")
     ap.add_argument("--bound-only", action="store_true", help="print the noise bounds only (no training)")
     ap.add_argument("--bound-families", nargs="+", default=["shift_tau", "flex", "closed", "closed_known"],
                     help="parameter families of the noise bound (see noise_bound)")

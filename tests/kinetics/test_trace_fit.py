@@ -57,12 +57,13 @@ def test_recovers_hh_n_gate_from_noisy_trace():
     from neuron_hybrid.kinetics.trace import _smooth_auto, estimate_noise_sd
     assert abs(float(estimate_noise_sd(v_obs)[0]) / sd - 1) < 0.1
     vs, half = _smooth_auto(v_obs, dt, None, TraceFitConfig().smooth_auto)
-    assert float(((vs - v) ** 2).mean().sqrt()) < 0.5 * sd
+    assert float(((vs - v) ** 2).mean().sqrt()) < 0.55 * sd
     # TraceFitConfig.smooth_auto sets the half-width (samples) from the estimated noise sd (mV)
     est = float(estimate_noise_sd(v_obs)[0])
-    assert float(half[0]) == round(6 + 1.5 * est)
-    narrow, half = _smooth_auto(v_obs, dt, None, (3.0, 1.0))
-    assert float(half[0]) == round(3 + est) and 0.5 * sd < float(((narrow - v) ** 2).mean().sqrt()) < 0.7 * sd
+    assert float(half[0]) == round(3 + est)
+    # a wider window removes more noise from these slow 6.3 C spikes (but flattens fast ones: TraceFitConfig)
+    wide, half = _smooth_auto(v_obs, dt, None, (6.0, 1.5))
+    assert float(half[0]) == round(6 + 1.5 * est) and float(((wide - v) ** 2).mean().sqrt()) < 0.45 * sd
     cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False,
                          cm_refine_known=False,
                          parametric="off")
