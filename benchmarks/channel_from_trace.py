@@ -55,6 +55,8 @@ def main(argv=None):
     ap.add_argument("--model", default="hh", choices=sorted(MODELS))
     ap.add_argument("--learn", default="k", choices=sorted(LEARN))
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seed-list", type=int, nargs="+", default=None,
+                    help="these seeds instead of 0 .. SEEDS-1 (each seed's noise and initialisations are its own)")
     ap.add_argument("--conditions", nargs="+", default=DEFAULT_CONDITIONS, help="noise:misspecification pairs")
     ap.add_argument("--amp", type=float, default=0.01, help="training step (mA/cm2)")
     ap.add_argument("--quick", action="store_true", help="reduced training steps (in-session smoke run)")
@@ -84,6 +86,9 @@ def main(argv=None):
     ap.add_argument("--smooth-auto", type=float, nargs=2, default=None, metavar=("BASE", "PER_MV"),
                     help="automatic smoothing of noisy traces: Savitzky-Golay half-width BASE + PER_MV x noise sd "
                          "samples (TraceFitConfig.smooth_auto, default 3 1)")
+    ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="FIELD=VALUE",
+                    help="any TraceFitConfig field, e.g. --set cm_filter=1.0 restarts=4 (VALUE a Python literal); "
+                         "applied after the other options")
     ap.add_argument("--bound-only", action="store_true", help="print the noise bounds only (no training)")
     ap.add_argument("--bound-families", nargs="+", default=["shift_tau", "flex", "closed", "closed_known"],
                     help="parameter families of the noise bound (see noise_bound)")
@@ -94,7 +99,8 @@ def main(argv=None):
     model = MODELS[args.model]
     dt = 0.025
     conds = [tuple(float(x) for x in c.split(":")) for c in args.conditions]
-    members = [(c, s) for c in conds for s in range(args.seeds)]
+    seed_list = args.seed_list if args.seed_list else list(range(args.seeds))
+    members = [(c, s) for c in conds for s in seed_list]
     M = len(members)
     t = torch.arange(0, 50, dt, dtype=torch.float64) + dt / 2
     stim = training_protocol(dt, args.amp)[1].repeat(M, 1)
@@ -155,6 +161,7 @@ def main(argv=None):
     for flag in ("cm_refine_known", "cm_known_fixed_until_polish"):  # on/off switches of TraceFitConfig
         if getattr(args, flag) is not None:
             setattr(cfg, flag, "both" if getattr(args, flag) == "both" else getattr(args, flag) == "on")
+    _apply_overrides(cfg, args.overrides)
     t0 = time.perf_counter()
     # member (condition, seed) is initialised from seed alone: the same networks in every condition, and the same
     # fit whatever other seeds or conditions share the batch
@@ -219,6 +226,24 @@ def main(argv=None):
                                                      "gamma_by_test": {k: v.tolist() for k, v in gam.items()}},
                                                     indent=1, default=str))
     print(f"wrote {out}/seed_table.json, learned_curves.npz, learned_vs_true.png")
+
+
+def _apply_overrides(cfg: TraceFitConfig, overrides):
+    """Set ``FIELD=VALUE`` pairs (VALUE a Python literal) on ``cfg``; unknown fields or bad values raise SystemExit."""
+    import ast
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        if not sep or name not in fields:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of TraceFitConfig's fields: "
+                             f"{', '.join(sorted(fields))}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise SystemExit(f"--set {item!r}: VALUE must be a Python literal (number, string in quotes, tuple)")
+        setattr(cfg, name, value)
 
 
 def _print_bound(bound):
