@@ -63,7 +63,7 @@ def main(argv=None):
         rec_file = write_csv(out / "sweeps.csv", sweeps)
     # quick: one way of treating the known parameters (the default, "both", trains twice: the quick run took 10 min 50 s
     # with it, the second core busy)
-    tcfg = TraceFitConfig() if args.full else TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=200,
+    tcfg = TraceFitConfig() if args.full else TraceFitConfig(restarts=1, restart_rounds=0, prior_steps=150, cm_steps=150, cm_lbfgs_steps=200,
                                                              window_ms=(3.0,), tf_steps=8, cm_refine_known=False)
     rep = fit_recording(rec_file, out / "rec", FitChannelConfig(gate=GateFitConfig(steps=steps[0], lbfgs_steps=steps[1]),
                                                                  suffix="k_from_recording"),

@@ -28,7 +28,8 @@ def _n_gate_errors(nets, vg):
 def test_recovers_hh_n_gate_from_clean_trace():
     dt = 0.025
     stim, p, v = _hh_training_trace(dt)
-    cfg = TraceFitConfig(restarts=2, cm_steps=150, cm_lbfgs_steps=200, window_ms=(3.0,), tf_steps=8, max_windows=40,
+    cfg = TraceFitConfig(restarts=2, restart_rounds=0,
+                         cm_steps=150, cm_lbfgs_steps=200, window_ms=(3.0,), tf_steps=8, max_windows=40,
                          cm_refine_known=False,
                          learn_conductance=False, parametric="off")
     nets = train_members(HH, "k", stim, v, dt, p, cfg)
@@ -64,7 +65,8 @@ def test_recovers_hh_n_gate_from_noisy_trace():
     # a wider window removes more noise from these slow 6.3 C spikes (but flattens fast ones: TraceFitConfig)
     wide, half = _smooth_auto(v_obs, dt, None, (6.0, 1.5))
     assert float(half[0]) == round(6 + 1.5 * est) and float(((wide - v) ** 2).mean().sqrt()) < 0.45 * sd
-    cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False,
+    cfg = TraceFitConfig(restarts=1, restart_rounds=0,
+                         prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False,
                          cm_refine_known=False,
                          parametric="off")
     nets = train_members(HH, "k", stim, v_obs, dt, p, cfg)
@@ -86,7 +88,8 @@ def test_closed_form_stage_recovers_hh_n_rate_laws():
 
     dt = 0.025
     stim, p, v = _hh_training_trace(dt)
-    cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, window_ms=(3.0,), tf_steps=4,
+    cfg = TraceFitConfig(restarts=1, restart_rounds=0,
+                         prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, window_ms=(3.0,), tf_steps=4,
                          cm_refine_known=False,
                          max_windows=30, learn_conductance=False, parametric_top=1, parametric_steps=4,
                          parametric_lm_iters=8, parametric_lm_curricula=((1.0,),),
@@ -122,7 +125,7 @@ def test_current_matching_recovers_misspecified_known_parameters():
     assumed = {k: torch.cat([x, x]) for k, x in p.items()}
     assumed["cm"][0] *= 1.06
     assumed["g_na"][0] *= 0.95
-    cfg = TraceFitConfig(restarts=1, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0,
+    cfg = TraceFitConfig(restarts=1, restart_rounds=0, prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0,
                          learn_conductance=True, parametric="off", cm_refine_known="both")
     both = train_members(HH, "k", stim.repeat(2, 1), v.repeat(2, 1), dt, assumed, cfg)
     assert isinstance(both, MemberChoice)
@@ -152,7 +155,8 @@ def test_current_matching_refines_only_the_named_known_parameters():
     dt = 0.025
     stim, p, v = _hh_training_trace(dt)
     assumed = dict(p, cm=p["cm"] * 1.06)
-    cfg = TraceFitConfig(restarts=1, prior_steps=20, cm_steps=60, cm_lbfgs_steps=40, tf_steps=0, learn_conductance=False,
+    cfg = TraceFitConfig(restarts=1, restart_rounds=0,
+                         prior_steps=20, cm_steps=60, cm_lbfgs_steps=40, tf_steps=0, learn_conductance=False,
                          parametric="off", cm_refine_known=True, cm_refine_names=("cm",))
     nets = train_members(HH, "k", stim, v, dt, assumed, cfg)
     assert nets.known == ("cm",)
@@ -170,7 +174,8 @@ def test_more_closed_form_starts_never_fit_the_training_trace_worse():
     stim, p, v = _hh_training_trace(dt)
     v_obs = v + 0.05 * float(v.abs().max()) * torch.randn(v.shape, generator=torch.Generator().manual_seed(1003),
                                                          dtype=torch.float64)
-    base = dict(restarts=1, prior_steps=100, cm_steps=100, cm_lbfgs_steps=60, tf_steps=0, cm_refine_known=False,
+    base = dict(restarts=1, restart_rounds=0,
+                prior_steps=100, cm_steps=100, cm_lbfgs_steps=60, tf_steps=0, cm_refine_known=False,
                 learn_conductance=False, parametric_top=1, parametric_steps=0, parametric_lm_iters=6,
                 parametric_lm_curricula=((1.0,),), parametric_polish_iters=0, parametric="always")
     rmse = {}
@@ -188,7 +193,8 @@ def test_member_fit_does_not_depend_on_the_batch():
     stim, p, v = _hh_training_trace(dt)
     stim, v = stim[:, :2400], v[:, :2401]  # the first 60 ms: two steps (spiking), enough to tell fits apart
     v_noisy = v + 0.5 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    cfg = TraceFitConfig(restarts=2, prior_steps=40, cm_steps=40, cm_lbfgs_steps=20, window_ms=(3.0,), tf_steps=2,
+    cfg = TraceFitConfig(restarts=2, restart_rounds=0,
+                         prior_steps=40, cm_steps=40, cm_lbfgs_steps=20, window_ms=(3.0,), tf_steps=2,
                          max_windows=10, parametric_fit_iters=20, parametric_steps=1, parametric_lm_iters=1,
                          parametric_lm_curricula=((1.0,),), parametric_polish_iters=1, parametric_lm_starts=2)
     pair = {k: x.repeat(2) for k, x in p.items()}
@@ -204,3 +210,47 @@ def test_member_fit_does_not_depend_on_the_batch():
     from neuron_hybrid.kinetics.trace import LearnedGates
     w = [LearnedGates(1, ("n",), 8, 2, 0, member_keys=[(s, 0)]).ens.W[0] for s in (3, 5, 5)]
     assert not torch.equal(w[0], w[1]) and torch.equal(w[1], w[2])
+
+
+def test_restart_rounds_retrain_only_the_members_above_the_noise_floor():
+    """restart_rounds: a member whose fit stays above the noise floor of its own trace gets another round of fresh
+    initialisations and keeps the better fit; a member at its floor is not retrained; the combined model runs each
+    member exactly as its picked fit. The floor comes from the trace's estimated noise (reference: the sd of the
+    noise that was added)."""
+    from neuron_hybrid.kinetics.trace import MemberChoice, noise_floor_rmse
+
+    dt = 0.025
+    stim, p, v = _hh_training_trace(dt)
+    stim, v = stim[:, :2400], v[:, :2401]
+    sd = 0.5 * float(v.abs().max())  # very noisy: a short fit is within its floor
+    noisy = v + sd * torch.randn(v.shape, generator=torch.Generator().manual_seed(1004), dtype=torch.float64)
+    floor = noise_floor_rmse(torch.cat([v, noisy]), TraceFitConfig())
+    assert float(floor[0]) < 0.11 and abs(float(floor[1]) / (1.05 * sd) - 1) < 0.05, (floor, sd)
+    # a short fit: far from the clean trace (floor 0.13 mV), within 1.3 noise sds of the noisy one
+    base = dict(restarts=1, prior_steps=30, cm_steps=30, cm_lbfgs_steps=10, tf_steps=0, parametric="off",
+                learn_conductance=False, cm_refine_known=False, restart_floor_factor=1.3)
+    pair = {k: x.repeat(2) for k, x in p.items()}
+    S, V = torch.cat([stim, stim]), torch.cat([v, noisy])
+    r0 = train_members(HH, "k", S, V, dt, pair, TraceFitConfig(restart_rounds=0, **base), member_seeds=[1, 2])
+    floor = noise_floor_rmse(V, TraceFitConfig(**base))
+    assert float(r0.train_rmse[0]) > float(floor[0]) and float(r0.train_rmse[1]) <= float(floor[1]), (r0.train_rmse,
+                                                                                                      floor)
+    log = []
+    r1 = train_members(HH, "k", S, V, dt, pair, TraceFitConfig(restart_rounds=1, **base), log=log, member_seeds=[1, 2])
+    assert isinstance(r1, MemberChoice)
+    assert [e[3].tolist() for e in log if e[0] == "restart_round"] == [[0.0]]  # only member 0 was retrained
+    first, second = r1.candidates
+    assert second.M == 1 and torch.equal(first.train_rmse, r0.train_rmse)  # round 0 as without rounds
+    assert float(second.train_rmse[0]) != float(r0.train_rmse[0])  # other initialisations
+    assert torch.equal(r1.train_rmse, torch.minimum(r0.train_rmse, torch.cat([second.train_rmse, r0.train_rmse[1:]])))
+    assert int(r1.pick[1]) == 0 and int(r1.rows[1]) == 1
+    t50 = torch.arange(0, 50, dt, dtype=torch.float64) + dt / 2
+    s = step_stimulus(t50, 5, 40, 0.013).repeat(2, 1)
+    with torch.no_grad():
+        v_r1 = simulate(HH, s, dt, pair, r1, ("n",))
+        for m in range(2):
+            cand = r1.candidates[int(r1.pick[m])]
+            row = int(r1.rows[m])
+            ref = simulate(HH, s[:1], dt, {k: x[:1] for k, x in pair.items()}, cand.subset([row]), ("n",))
+            assert torch.allclose(v_r1[m], ref[0], rtol=0, atol=1e-9)
+    assert r1.describe(0)["fit"].startswith("restart round") and r1.subset([1]).M == 1

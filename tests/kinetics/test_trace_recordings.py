@@ -49,7 +49,7 @@ def test_training_reduces_error_and_is_deterministic():
     p = {k: torch.full((M,), v, dtype=torch.float64) for k, v in HH.default_params().items()}
     with torch.no_grad():
         v = simulate(HH, stim, dt, p)
-    cfg = TraceFitConfig(restarts=1, width=8, prior_steps=30, tf_steps=25, window_ms=(1.0,), cl_steps=0, cl_fractions=(), seed=5,
+    cfg = TraceFitConfig(restarts=1, restart_rounds=0, width=8, prior_steps=30, tf_steps=25, window_ms=(1.0,), cl_steps=0, cl_fractions=(), seed=5,
                          parametric_fit_iters=30, parametric_steps=2, parametric_lm_iters=2,
                          parametric_polish_iters=2)
     log = []
