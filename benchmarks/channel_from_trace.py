@@ -86,7 +86,7 @@ def main(argv=None):
     ap.add_argument("--smooth-auto", type=float, nargs=2, default=None, metavar=("BASE", "PER_MV"),
                     help="automatic smoothing of noisy traces: Savitzky-Golay half-width BASE + PER_MV x noise sd "
                          "samples (TraceFitConfig.smooth_auto, default 3 1)")
-    ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="FIELD=VALUE",
+    ap.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
                     help="any TraceFitConfig field, e.g. --set cm_filter=1.0 restarts=4 (VALUE a Python literal); "
                          "applied after the other options")
     ap.add_argument("--bound-only", action="store_true", help="print the noise bounds only (no training)")
