@@ -30,7 +30,9 @@ both ways (--model pospischil): 100/100/50/50 % at noise 0/1/5/10 %, 100/100/100
 >= 0.9 in 100 % but 90 % at 5 % noise (3377 s for 70 members, one thread shared with other jobs).
 Pospischil Na m, h (--learn na, 3 closed-form starts): 90/0/0/0 % at noise 0/1/5/10 %, 70/50/30 % at misspecification
 1/2/5 %, Gamma >= 0.9 in 90-100 % everywhere (6269 + 4227 s in two processes; the criterion is far stricter for Na: the
-true model with tau x1.005 scores 2.8 mV held-out).
+true model with tau x1.005 scores 2.8 mV held-out). Since current matching keeps time constants above dt
+(TraceFitConfig.cm_tau_floor_dt) and members above the noise floor get restart rounds: Pospischil Na, 10 seeds, --quick
+--restarts 2 --cm-refine-known off: 100 % clean, 80 % at 1 % noise (was 40 %).
 
 Full run:    python benchmarks/channel_from_trace.py --seeds 10 --out reports/channel_from_trace
 Reduced run: python benchmarks/channel_from_trace.py --seeds 2 --conditions 0:0 0.1:0 0:0.05 --quick
