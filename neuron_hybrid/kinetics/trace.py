@@ -696,13 +696,11 @@ def train_members(model: CompartmentModel, learn: str, stim, v_obs, dt: float, p
         sub = {key: torch.as_tensor(val, dtype=DT).reshape(-1).expand(M0)[idx] for key, val in params.items()}
         more = _train_round(model, learn, stim[idx], v_obs[idx], dt, sub, dataclasses.replace(cfg, time_budget_s=left),
                             progress, log, [seeds[i] for i in idx], k)
-        pick = torch.zeros(M0, dtype=torch.long)
-        rows = torch.arange(M0)
-        better = more.train_rmse < torch.where(torch.isfinite(out.train_rmse)[idx], out.train_rmse[idx],
-                                               torch.full((len(idx),), math.inf, dtype=DT))
-        for r, i in enumerate(idx):
-            if bool(better[r]):
-                pick[i], rows[i] = 1, r
+        prev = out.train_rmse[idx]
+        better = more.train_rmse < torch.where(torch.isfinite(prev), prev, torch.full_like(prev, math.inf))
+        pick, rows = torch.zeros(M0, dtype=torch.long), torch.arange(M0)
+        won = torch.as_tensor(idx)[better]
+        pick[won], rows[won] = 1, torch.nonzero(better).reshape(-1)
         out = MemberChoice([out, more], pick, ("restart round 0" if k == 1 else "", f"restart round {k}"), rows=rows)
     out.train_seconds = time.perf_counter() - t0
     return out
@@ -1016,11 +1014,14 @@ class MemberChoice(torch.nn.Module):
 
     def _owners(self, c: int):
         """[M_c] for candidate c: the member whose input each of its rows gets (the member that picked the row;
-        rows nobody picked get member 0's, and their outputs are not used)."""
-        own = torch.zeros(self.candidates[c].M, dtype=torch.long)
-        sel = self.pick == c
-        own[self.rows[sel]] = torch.nonzero(sel).reshape(-1)
-        return own
+        rows nobody picked get member 0's, and their outputs are not used). Cached: pick and rows do not change."""
+        cache = self.__dict__.setdefault("_owner_cache", {})
+        if c not in cache:
+            own = torch.zeros(self.candidates[c].M, dtype=torch.long)
+            sel = self.pick == c
+            own[self.rows[sel]] = torch.nonzero(sel).reshape(-1)
+            cache[c] = own
+        return cache[c]
 
     def _routing(self):
         """(picked candidates, their input rows [M_c] each, each member's row in their concatenated outputs [M]);
