@@ -283,7 +283,7 @@ class _PerturbedTruth(torch.nn.Module):
 
 def _true_rates(model, v, gates):
     """{gate: (x_inf, tau)} of the true model for ``gates`` only (the others are not computed)."""
-    from neuron_hybrid.kinetics.trace import _known_rates
+    from neuron_hybrid.kinetics.trace.compartment import _known_rates
 
     return _known_rates(model, v, tuple(g for _, g, _ in model.gate_list() if g not in gates))
 
@@ -474,7 +474,7 @@ def _plot(out, model, learned, v, curves, v_obs, members):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from neuron_hybrid.kinetics.trace import _known_rates
+    from neuron_hybrid.kinetics.trace.compartment import _known_rates
 
     true = _known_rates(model, torch.as_tensor(v), ())
     fig, axes = plt.subplots(2, len(learned), figsize=(5 * len(learned), 7), squeeze=False)

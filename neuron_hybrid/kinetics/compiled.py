@@ -4,7 +4,7 @@
 The Levenberg-Marquardt stage of the trace fit (:mod:`.trace`) simulates every member x parameter of its
 forward-difference Jacobians over the whole training trace many times; in PyTorch each time step costs ~25
 small tensor operations whatever the batch (~4 us each: ~1 s per 200 ms trace for 40 rows, eager or TorchScript).
-Here each row is one compiled loop over time (~0.1 us per row and step). The scheme is :func:`.trace._run`'s:
+Here each row is one compiled loop over time (~0.1 us per row and step). The scheme is :func:`.trace.twin._run`'s:
 currents at the old V, backward Euler for V linearised in V, then cnexp for every gate at the new V.
 
 The recurrence x[k] = a[k] x[k-1] + b[k] (current matching integrates every gate along the whole observed trace at

@@ -265,7 +265,7 @@ def fit_to_curves(v, x_inf, tau, weight=None, families=None, iters: int = 150, x
 
     Loss per row: mean weight * ((x - x_inf)/x_scale)^2 + ((ln tau' - ln tau)/tau_rel)^2 (x_inf to ~0.01,
     tau to ~5 %). Returns (losses [R, F], theta [R, F, 8]) with the best start of every family."""
-    from .trace import batched_lbfgs
+    from .trace.optim import batched_lbfgs
 
     fams = list(range(len(FAMILIES))) if families is None else list(families)
     v = torch.as_tensor(v, dtype=DT)

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from neuron_hybrid.kinetics.parametric import FAMILIES, ParametricGates, family_formula, fit_to_curves, gate_curves
-from neuron_hybrid.kinetics.trace import HH, POSPISCHIL, _known_rates
+from neuron_hybrid.kinetics.trace import HH, POSPISCHIL
+from neuron_hybrid.kinetics.trace.compartment import _known_rates
 
 
 def _eval_formula(text, v):
@@ -78,8 +79,9 @@ def test_refined_known_parameters_recover_a_misspecified_leak_and_sodium():
     """A 40 ms trace of HH; the model assumes e_leak 2 mV too high and g_na 4 % too large, the K gate starts as the
     exact closed form of HH's n. Levenberg-Marquardt on the free-running error with the known parameters refined recovers the
     true e_leak and g_na (the independent reference); without refining, the trace cannot be fitted."""
-    from neuron_hybrid.kinetics.trace import (TraceFitConfig, _smooth_auto, _TraceData, lm_output_error, simulate,
-                                             step_stimulus)
+    from neuron_hybrid.kinetics.trace import TraceFitConfig, lm_output_error, simulate, step_stimulus
+    from neuron_hybrid.kinetics.trace.shooting import _TraceData
+    from neuron_hybrid.kinetics.trace.smoothing import _smooth_auto
 
     dt = 0.025
     t = torch.arange(0, 40, dt, dtype=torch.float64) + dt / 2
@@ -197,7 +199,7 @@ def test_tabulated_twin_of_a_degenerate_member_is_non_finite_not_an_error():
 def test_wide_gaussian_filter_by_fft_equals_direct_convolution():
     """The LM's filtered residuals use an FFT for wide kernels (80-sample sd: conv1d would unfold B x 641 x N);
     it equals the direct convolution with replicated edges."""
-    from neuron_hybrid.kinetics.trace import _gauss_smooth
+    from neuron_hybrid.kinetics.trace.smoothing import _gauss_smooth
 
     v = torch.randn(3, 700, generator=torch.Generator().manual_seed(1), dtype=torch.float64).cumsum(1)
     sd = 80.0

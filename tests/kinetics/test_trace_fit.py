@@ -5,7 +5,7 @@ import torch
 
 from neuron_hybrid.kinetics.trace import (HH, TraceFitConfig, learned_curves, member_rmse, noisy_stimulus, simulate,
                                           step_stimulus, training_protocol, train_members)
-from neuron_hybrid.kinetics.trace import _known_rates
+from neuron_hybrid.kinetics.trace.compartment import _known_rates
 
 
 def _hh_training_trace(dt=0.025):
@@ -55,7 +55,8 @@ def test_recovers_hh_n_gate_from_noisy_trace():
     stim, p, v = _hh_training_trace(dt)
     sd = 0.01 * float(v.abs().max())
     v_obs = v + sd * torch.randn(v.shape, generator=torch.Generator().manual_seed(1000), dtype=torch.float64)
-    from neuron_hybrid.kinetics.trace import _smooth_auto, estimate_noise_sd
+    from neuron_hybrid.kinetics.trace import estimate_noise_sd
+    from neuron_hybrid.kinetics.trace.smoothing import _smooth_auto
     assert abs(float(estimate_noise_sd(v_obs)[0]) / sd - 1) < 0.1
     vs, half = _smooth_auto(v_obs, dt, None, TraceFitConfig().smooth_auto)
     assert float(((vs - v) ** 2).mean().sqrt()) < 0.55 * sd

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from neuron_hybrid.kinetics.recordings import RecordingError, Sweep, read_sweeps, write_csv, write_nwb
-from neuron_hybrid.kinetics.trace import (HH, TraceFitConfig, _tf_integrate, member_rmse, simulate, step_stimulus,
-                                          train_members)
+from neuron_hybrid.kinetics.trace import HH, TraceFitConfig, member_rmse, simulate, step_stimulus, train_members
+from neuron_hybrid.kinetics.trace.tables import _tf_integrate
 
 
 def test_parallel_scan_equals_sequential_cnexp():
