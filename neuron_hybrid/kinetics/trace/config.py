@@ -104,7 +104,8 @@ class TraceFitConfig:
     #: (median 5.05 -> 2.37 mV) with 3 starts instead of 1; training 684 -> 872 s for the 20 members. 8 starts with
     #: sd 0.25 (same 10 seeds): HH K at 10 % noise 40 -> 60 % (restart rounds off; median 3.66 -> 1.79 mV; lower
     #: training error on 9 of 10 seeds), 5 % 80 -> 90 %, clean and 1 % 100 %; 1.75x the time. Not the default: on
-    #: Pospischil Na at 1 % noise 80 -> 70 % (median 0.88 -> 0.63 mV: within the seed spread) at 1.9x the time, and
+    #: Pospischil Na at 1 % noise 80 -> 70 % (median 0.88 -> 0.63 mV: within the seed spread) at 1.9x the time, at 5 %
+    #: 40 -> 40 % (2.23 -> 2.49 mV) at 1.6x, at 10 % 10 -> 0 % (6.40 -> 6.74 mV), and
     #: 3 starts with sd 0.25 were worse than with 0.1 (HH K 10 %: 30 %); 8 with sd 0.5: 50 %
     parametric_lm_starts: int = 3
     parametric_start_sd: float = 0.1
