@@ -40,6 +40,9 @@ class MemberChoice(torch.nn.Module):
         if all(hasattr(c, "restart_train_rmse") for c in candidates):
             self.restart_train_rmse = torch.stack([candidates[int(p)].restart_train_rmse[int(r)]
                                                    for p, r in zip(self.pick, self.rows)])
+        # derived once from pick and rows, which do not change: each candidate's input rows and the routing of forward
+        self._owner_rows = [self._owners_of(c) for c in range(len(candidates))]
+        self._route = self._routing_of()
 
     def _gather(self, values):
         """values: one [M_c] tensor per candidate -> each member's value from its row of its picked candidate."""
@@ -47,31 +50,26 @@ class MemberChoice(torch.nn.Module):
         offsets = torch.tensor([0] + [torch.as_tensor(v).numel() for v in values[:-1]]).cumsum(0)
         return flat[offsets[self.pick] + self.rows]
 
-    def _owners(self, c: int):
+    def _owners_of(self, c: int):
         """[M_c] for candidate c: the member whose input each of its rows gets (the member that picked the row;
-        rows nobody picked get member 0's, and their outputs are not used). Cached: pick and rows do not change."""
-        cache = self.__dict__.setdefault("_owner_cache", {})
-        if c not in cache:
-            own = torch.zeros(self.candidates[c].M, dtype=torch.long)
-            sel = self.pick == c
-            own[self.rows[sel]] = torch.nonzero(sel).reshape(-1)
-            cache[c] = own
-        return cache[c]
+        rows nobody picked get member 0's, and their outputs are not used)."""
+        own = torch.zeros(self.candidates[c].M, dtype=torch.long)
+        sel = self.pick == c
+        own[self.rows[sel]] = torch.nonzero(sel).reshape(-1)
+        return own
 
-    def _routing(self):
-        """(picked candidates, their input rows [M_c] each, each member's row in their concatenated outputs [M]);
-        computed once (pick and rows do not change)."""
-        if getattr(self, "_route", None) is None:
-            used = sorted(set(self.pick.tolist()))  # evaluate only the picked fits
-            sizes = [self.candidates[c].M for c in used]
-            offsets = torch.tensor([0] + sizes[:-1]).cumsum(0)
-            at = offsets[torch.as_tensor([used.index(int(p)) for p in self.pick])] + self.rows
-            whole = (len(used) == 1 and sizes[0] == self.M and torch.equal(self.rows, torch.arange(self.M)))
-            self._route = (used, [self._owners(c) for c in used], None if whole else at)
-        return self._route
+    def _routing_of(self):
+        """(picked candidates, their input rows [M_c] each, each member's row in their concatenated outputs [M], or
+        None when one candidate holds every member in its own row)."""
+        used = sorted(set(self.pick.tolist()))  # evaluate only the picked fits
+        sizes = [self.candidates[c].M for c in used]
+        offsets = torch.tensor([0] + sizes[:-1]).cumsum(0)
+        at = offsets[torch.as_tensor([used.index(int(p)) for p in self.pick])] + self.rows
+        whole = (len(used) == 1 and sizes[0] == self.M and torch.equal(self.rows, torch.arange(self.M)))
+        return used, [self._owner_rows[c] for c in used], None if whole else at
 
     def forward(self, v):
-        used, owners, at = self._routing()
+        used, owners, at = self._route
         if at is None:  # one candidate, every member its own row
             return self.candidates[used[0]](v)
         outs = [self.candidates[c](v[own]) for c, own in zip(used, owners)]
@@ -84,7 +82,7 @@ class MemberChoice(torch.nn.Module):
         """Each member's known parameters as corrected by its picked fit."""
         adj = []
         for c, cand in enumerate(self.candidates):
-            own = self._owners(c)
+            own = self._owner_rows[c]
             sub = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(self.M)[own] for k, v in params.items()}
             adj.append(cand.adjust_params(sub) if hasattr(cand, "adjust_params") else sub)
         return {k: self._gather([torch.as_tensor(a[k], dtype=DT).expand(self.candidates[c].M)
