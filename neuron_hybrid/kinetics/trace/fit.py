@@ -13,13 +13,13 @@ import torch
 from ...train.memory import retained_heap
 from ..gatenet import seeded_generator
 from .choice import MemberChoice, _Best
-from .closed_forms import _known_prior_sd, _parametric_stage, _refined_names
-from .compartment import CompartmentModel, DT, LEARN, _known_rates
+from .closed_forms import _parametric_stage, _refined_names
+from .compartment import CompartmentModel, DT, LEARN
 from .config import TraceFitConfig
-from .optim import _adam_stage, _adam_step, _finite, _flat_params, _member_reg, batched_lbfgs
+from .current_matching import match_currents
+from .optim import _adam_step, _finite, _flat_params
 from .shooting import _TraceData, _shooting
-from .smoothing import _gauss_rows, _smooth_auto, estimate_noise_sd
-from .tables import _along, _grid, _positions, _tables, _tf_integrate
+from .smoothing import estimate_noise_sd
 from .twin import LearnedGates, simulate
 
 
@@ -98,90 +98,15 @@ def _train_once(model, learn, stim, v_obs, dt, params, cfg, progress, log, seeds
     keys = [(sd, r) for sd in seeds for r in range(round_ * R, round_ * R + R)]
     nets = LearnedGates(M, learned, cfg.width, cfg.depth, cfg.seed, channel=learn,
                         learn_conductance=cfg.learn_conductance, known=cm_known, member_keys=keys)
-    vg = _grid()
 
     def over_budget():
         return time.perf_counter() - t0 > cfg.time_budget_s
 
     # 1. prior (restart 0: the generic prior; other restarts: jittered)
-    jit = torch.stack([torch.rand(3, generator=seeded_generator(cfg.seed, *k, 7), dtype=DT) * 2 - 1 for k in keys])
-    if round_ == 0:
-        jit[::R] = 0.0
-    shift, slope, tauf = 10.0 * jit[:, :1], torch.exp(0.4 * jit[:, 1:2]), torch.exp(0.8 * jit[:, 2:3])
-    vpr = torch.linspace(-100, 60, 81, dtype=DT).repeat(M, 1)
-    opt = torch.optim.Adam(_flat_params(nets), lr=1e-2)
-    for _ in range(cfg.prior_steps):
-        r = nets(vpr)
-        loss = 0
-        for g, (xi, ta) in r.items():
-            tx, tt = _prior_targets(g, vpr, shift, slope, tauf)
-            loss = loss + ((xi - tx) ** 2).mean() * 100 + ((torch.log(ta) - torch.log(tt)) ** 2).mean()
-        _adam_step(opt, nets, loss * M)
-    with torch.no_grad():
-        nets.log_g.zero_()
-        nets.de.zero_()
-
+    _fit_prior(nets, keys, R, round_, cfg)
     best = _Best(nets, model, stim, v_obs, dt, params, learned)
     # 2. current matching along the smoothed trace
-    vs, filt = _smooth_auto(v_obs, dt, cfg.smooth_ms, cfg.smooth_auto)
-    filt = filt * cfg.cm_filter
-    known = _known_rates(model, vs, learned)
-    with torch.no_grad():
-        kn = {g: _tf_integrate(known[g][0], known[g][1], dt) for g in known}
-    pr = {k: v.reshape(-1, 1) for k, v in params.items()}
-    vnew = vs[:, 1:]
-
-    def balance(p):
-        """I_stim - C dV/dt - I_known (mA/cm2) with parameters p {name: [M, 1]}, averaged over a few samples."""
-        out = stim - p["cm"] * 1e-3 / dt * (vs[:, 1:] - vs[:, :-1]) - p["g_leak"] * (vnew - p["e_leak"])
-        for cur, _, powers, _, _, _ in model.channels:
-            if cur != learn:
-                gk = p[f"g_{cur}"]
-                for g, pw in powers.items():
-                    gk = gk * kn[g][:, :-1] ** pw
-                out = out - gk * (vnew - p[f"e_{cur}"])
-        return _gauss_rows(out, filt)  # noisy dV/dt
-
-    with torch.no_grad():
-        target = balance(pr)
-        rms = (target ** 2).mean(1, keepdim=True).sqrt() + 1e-12
-        wgt = 1.0 / (target.abs() + cfg.cm_floor * rms) ** 2  # relative error, floored
-        wgt = wgt / wgt.mean(1, keepdim=True)
-        norm = (target ** 2 * wgt).mean(1) + 1e-12
-    powers_l = next(c[2] for c in model.channels if c[0] == learn)
-    at_vs = _positions(vs)  # fixed: the smoothed trace
-    refine = bool(nets.known)
-    if refine:
-        prior_w = cfg.cm_known_prior * (1.0 + (estimate_noise_sd(v_obs) / cfg.cm_known_noise_mV) ** 2)
-        prior_w = prior_w.reshape(-1, 1) / _known_prior_sd(nets, params, cfg.refine_known_sd) ** 2
-        nets.set_refine_known(True)
-
-    def cm_loss():
-        tgt = target
-        if refine:
-            tgt = balance({k: v.reshape(-1, 1) for k, v in nets.adjust_params(params).items()})
-        tab = _tables(nets, vg)
-        gk = pr[f"g_{learn}"] * torch.exp(nets.log_g).reshape(-1, 1)
-        along = _along(tab, tuple(powers_l), at_vs)
-        for g, pw in powers_l.items():
-            x = _tf_integrate(*along[g], dt)
-            gk = gk * x[:, :-1] ** pw
-        pred = _gauss_rows(gk * (vnew - pr[f"e_{learn}"] - nets.de.reshape(-1, 1)), filt)
-        per = ((pred - tgt) ** 2 * wgt).mean(1) / norm
-        if cfg.cm_tau_floor_dt > 0:  # keep time constants resolvable by the sampling step
-            lt = torch.stack([torch.log(tab[g][1]) for g in learned], 1)  # [M, G, N]
-            low = torch.relu(math.log(cfg.cm_tau_floor_dt * dt) - lt)
-            per = per + cfg.cm_tau_floor_weight * (low ** 2).mean((1, 2))
-        if refine:
-            per = per + (prior_w * nets.known_u ** 2).sum(1)
-        return per, (_finite(per) + _member_reg(nets)).sum()
-
-    _adam_stage(nets, cm_loss, cfg.cm_steps, cfg.cm_lr, cfg.cm_lr * 0.01, "current matching", progress, over_budget,
-                log, ("cm", 0.0), 50)
-    if cfg.cm_lbfgs_steps > 0 and not over_budget():
-        batched_lbfgs(nets, M, cm_loss, cfg.cm_lbfgs_steps, log=log, tag="cm_lbfgs", progress=progress,
-                      desc="current matching (L-BFGS)")
-    nets.set_refine_known(False)
+    vs, kn, at_vs = match_currents(nets, model, learn, stim, v_obs, dt, params, cfg, progress, log, over_budget)
     best.update(nets)
     if log is not None:
         log.append(("time", 0.0, 0, np.array([time.perf_counter() - t0])))
@@ -233,6 +158,28 @@ def _train_both_ways(model, learn, stim, v_obs, dt, params, cfg, progress, log, 
     if log is not None:
         log.append(("mode_choice", 0.0, 0, out.pick.numpy().astype(float)))
     return out
+
+
+def _fit_prior(nets, keys, R: int, round_: int, cfg):
+    """Stage 1: fit the gate networks to the generic starting curves (:func:`_prior_targets`), jittered per restart
+    (shift +-10 mV, slope x e^+-0.4, tau x e^+-0.8, drawn from each member key); restart 0 of round 0 unjittered."""
+    M = nets.M
+    jit = torch.stack([torch.rand(3, generator=seeded_generator(cfg.seed, *k, 7), dtype=DT) * 2 - 1 for k in keys])
+    if round_ == 0:
+        jit[::R] = 0.0
+    shift, slope, tauf = 10.0 * jit[:, :1], torch.exp(0.4 * jit[:, 1:2]), torch.exp(0.8 * jit[:, 2:3])
+    vpr = torch.linspace(-100, 60, 81, dtype=DT).repeat(M, 1)
+    opt = torch.optim.Adam(_flat_params(nets), lr=1e-2)
+    for _ in range(cfg.prior_steps):
+        r = nets(vpr)
+        loss = 0
+        for g, (xi, ta) in r.items():
+            tx, tt = _prior_targets(g, vpr, shift, slope, tauf)
+            loss = loss + ((xi - tx) ** 2).mean() * 100 + ((torch.log(ta) - torch.log(tt)) ** 2).mean()
+        _adam_step(opt, nets, loss * M)
+    with torch.no_grad():
+        nets.log_g.zero_()
+        nets.de.zero_()
 
 
 def _prior_targets(gate: str, v, shift=0.0, slope=1.0, tau_f=1.0):
