@@ -61,6 +61,8 @@ def main(argv=None):
                     help="these seeds instead of 0 .. SEEDS-1 (each seed's noise and initialisations are its own)")
     ap.add_argument("--conditions", nargs="+", default=DEFAULT_CONDITIONS, help="noise:misspecification pairs")
     ap.add_argument("--amp", type=float, default=0.01, help="training step (mA/cm2)")
+    ap.add_argument("--train-repeats", type=int, default=1,
+                    help="training trace of N x 200 ms: the protocol repeated with new noise seeds (default 1)")
     ap.add_argument("--quick", action="store_true", help="reduced training steps (in-session smoke run)")
     ap.add_argument("--out", default="reports/channel_from_trace")
     ap.add_argument("--threads", type=int, default=1)
@@ -105,7 +107,7 @@ def main(argv=None):
     members = [(c, s) for c in conds for s in seed_list]
     M = len(members)
     t = torch.arange(0, 50, dt, dtype=torch.float64) + dt / 2
-    stim = training_protocol(dt, args.amp)[1].repeat(M, 1)
+    stim = training_protocol(dt, args.amp, repeats=args.train_repeats)[1].repeat(M, 1)
     true_p = {k: torch.full((M,), v, dtype=torch.float64) for k, v in model.default_params().items()}
     with torch.no_grad():
         v_clean = simulate(model, stim, dt, true_p)
@@ -119,7 +121,7 @@ def main(argv=None):
             for k in assumed:
                 assumed[k][i] = assumed[k][i] * (1 + mis * torch.randn((), generator=g, dtype=torch.float64))
     learned = LEARN[args.learn]
-    tests = {"train": (stim, 200.0)}
+    tests = {"train": (stim, 200.0 * args.train_repeats)}
     t100 = torch.arange(0, 100, dt, dtype=torch.float64) + dt / 2
     for a in (0.7, 1.3):
         tests[f"step_x{a}"] = (step_stimulus(t, 5, 40, args.amp * a).repeat(M, 1), 50.0)

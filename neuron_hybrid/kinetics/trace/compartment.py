@@ -74,16 +74,18 @@ def noisy_stimulus(t, delay, dur, mean, sd, tau_ms, seed):
     return ((mean + torch.as_tensor(x, dtype=DT)) * on).reshape(1, -1)
 
 
-def training_protocol(dt: float = 0.025, amp: float = 0.01, seed: int = 123):
+def training_protocol(dt: float = 0.025, amp: float = 0.01, seed: int = 123, repeats: int = 1):
     """One current-clamp trace with a multi-step protocol (t [T] mid-step times, stim [1, T] mA/cm2).
 
     0-200 ms: a hyperpolarising step (-0.3 amp, 5-25 ms), steps of 0.4, 1.0 and 2.0 amp (35-60, 70-100,
     110-130 ms) and an Ornstein-Uhlenbeck current (mean 0.8 amp, sd 0.6 amp, 2 ms; 140-195 ms).
-    Amplitudes, durations and the noise realisation differ from the held-out stimuli of the benchmark."""
+    Amplitudes, durations and the noise realisation differ from the held-out stimuli of the benchmark.
+    repeats > 1: a longer trace (repeats x 200 ms), the same protocol again with the noise seeds seed + 1, ..."""
     t = torch.arange(0, 200, dt, dtype=DT) + dt / 2
-    s = (step_stimulus(t, 5, 20, -0.3 * amp) + step_stimulus(t, 35, 25, 0.4 * amp) + step_stimulus(t, 70, 30, amp)
-         + step_stimulus(t, 110, 20, 2.0 * amp) + noisy_stimulus(t, 140, 55, 0.8 * amp, 0.6 * amp, 2.0, seed))
-    return t, s
+    parts = [step_stimulus(t, 5, 20, -0.3 * amp) + step_stimulus(t, 35, 25, 0.4 * amp) + step_stimulus(t, 70, 30, amp)
+             + step_stimulus(t, 110, 20, 2.0 * amp) + noisy_stimulus(t, 140, 55, 0.8 * amp, 0.6 * amp, 2.0, seed + r)
+             for r in range(repeats)]
+    return torch.arange(0, 200 * repeats, dt, dtype=DT)[: len(t) * repeats] + dt / 2, torch.cat(parts, 1)
 
 
 def _known_rates(model: CompartmentModel, v, learned: tuple):
