@@ -154,10 +154,10 @@ def write_nwb(path, sweeps: list[Sweep], area_um2: float | None = None) -> Path:
     for k, s in enumerate(sweeps):
         i_nA = s.i * area_um2 * 1e-2 if s.density else s.i
         rate = 1e3 / float(s.t_ms[1] - s.t_ms[0])
-        nwb.add_stimulus(CurrentClampStimulusSeries(name=f"stim{k}", data=i_nA * 1e-9, electrode=el, gain=1.0,
-                                                    rate=rate, starting_time=float(s.t_ms[0]) * 1e-3, sweep_number=k))
-        nwb.add_acquisition(CurrentClampSeries(name=f"resp{k}", data=s.v_mV * 1e-3, electrode=el, gain=1.0,
-                                               rate=rate, starting_time=float(s.t_ms[0]) * 1e-3, sweep_number=k))
+        common = dict(electrode=el, gain=1.0, rate=rate, starting_time=float(s.t_ms[0]) * 1e-3,
+                      sweep_number=np.uint32(k))  # NWB's type for sweep numbers
+        nwb.add_stimulus(CurrentClampStimulusSeries(name=f"stim{k}", data=i_nA * 1e-9, **common))
+        nwb.add_acquisition(CurrentClampSeries(name=f"resp{k}", data=s.v_mV * 1e-3, **common))
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
     return Path(path)
