@@ -101,6 +101,8 @@ def main(argv=None):
     ap.add_argument("--bound-prior-sd", type=float, default=1.0,
                     help="prior sd per bump coefficient of the flexible noise bound (logit x_inf and ln tau units)")
     args = ap.parse_args(argv)
+    if args.train_repeats < 1:
+        ap.error(f"--train-repeats must be >= 1, got {args.train_repeats}")
     torch.set_num_threads(args.threads)
     model = MODELS[args.model]
     dt = 0.025

@@ -81,6 +81,8 @@ def training_protocol(dt: float = 0.025, amp: float = 0.01, seed: int = 123, rep
     110-130 ms) and an Ornstein-Uhlenbeck current (mean 0.8 amp, sd 0.6 amp, 2 ms; 140-195 ms).
     Amplitudes, durations and the noise realisation differ from the held-out stimuli of the benchmark.
     repeats > 1: a longer trace (repeats x 200 ms), the same protocol again with the noise seeds seed + 1, ..."""
+    if repeats < 1:
+        raise ValueError(f"training_protocol: repeats must be >= 1, got {repeats}")
     t = torch.arange(0, 200, dt, dtype=DT) + dt / 2
     parts = [step_stimulus(t, 5, 20, -0.3 * amp) + step_stimulus(t, 35, 25, 0.4 * amp) + step_stimulus(t, 70, 30, amp)
              + step_stimulus(t, 110, 20, 2.0 * amp) + noisy_stimulus(t, 140, 55, 0.8 * amp, 0.6 * amp, 2.0, seed + r)
