@@ -84,10 +84,10 @@ def training_protocol(dt: float = 0.025, amp: float = 0.01, seed: int = 123, rep
     if repeats < 1:
         raise ValueError(f"training_protocol: repeats must be >= 1, got {repeats}")
     t = torch.arange(0, 200, dt, dtype=DT) + dt / 2
-    parts = [step_stimulus(t, 5, 20, -0.3 * amp) + step_stimulus(t, 35, 25, 0.4 * amp) + step_stimulus(t, 70, 30, amp)
-             + step_stimulus(t, 110, 20, 2.0 * amp) + noisy_stimulus(t, 140, 55, 0.8 * amp, 0.6 * amp, 2.0, seed + r)
-             for r in range(repeats)]
-    return torch.arange(0, 200 * repeats, dt, dtype=DT)[: len(t) * repeats] + dt / 2, torch.cat(parts, 1)
+    steps = (step_stimulus(t, 5, 20, -0.3 * amp) + step_stimulus(t, 35, 25, 0.4 * amp) + step_stimulus(t, 70, 30, amp)
+             + step_stimulus(t, 110, 20, 2.0 * amp))
+    parts = [steps + noisy_stimulus(t, 140, 55, 0.8 * amp, 0.6 * amp, 2.0, seed + r) for r in range(repeats)]
+    return torch.cat([t + 200.0 * r for r in range(repeats)]), torch.cat(parts, 1)
 
 
 def _known_rates(model: CompartmentModel, v, learned: tuple):
