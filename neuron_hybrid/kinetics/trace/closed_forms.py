@@ -18,7 +18,7 @@ from .twin import simulate
 
 
 def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_budget, log, progress, t0, seeds,
-                      round_: int = 0):
+                      round_: int = 0, vs=None):
     """5. closed forms: fit every family of :mod:`..parametric` to each member's learned curves (over the voltages
     its trace visited), refine the ``parametric_top`` best per gate (all combinations across gates) by short
     multiple shooting and Levenberg-Marquardt on the free-running error, keep each member's best, and choose it
@@ -30,7 +30,8 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
     learned = LEARN[learn]
     M, T = stim.shape
     G = len(learned)
-    vs, _ = _smooth_auto(v_obs, dt, cfg.smooth_ms, cfg.smooth_auto)
+    if vs is None:  # the trace the shooting windows start from (default: the linear smoother's)
+        vs, _ = _smooth_auto(v_obs, dt, cfg.smooth_ms, cfg.smooth_auto)
     vg = torch.arange(-100.0, 60.5, 1.0, dtype=DT)
     lo, hi = vs.min(1).values.reshape(-1, 1), vs.max(1).values.reshape(-1, 1)
     w = ((vg >= lo) & (vg <= hi)).to(DT)  # [M, N]: the voltages each member's trace visited

@@ -16,14 +16,18 @@ from .smoothing import _gauss_rows, _smooth_auto, estimate_noise_sd
 from .tables import _along, _grid, _positions, _tables, _tf_integrate
 
 
-def match_currents(nets, model, learn: str, stim, v_obs, dt: float, params: dict, cfg, progress, log, over_budget):
+def match_currents(nets, model, learn: str, stim, v_obs, dt: float, params: dict, cfg, progress, log, over_budget,
+                   trace=None):
     """Fit ``nets`` (M members) by current matching; stim/v_obs [M, T] / [M, T+1], params {name: [M]} (assumed).
-    Returns (vs, kn, at_vs): the smoothed trace [M, T+1], the known gates teacher-forced along it and its grid
-    positions, which multiple shooting reuses."""
+    ``trace`` [M, T+1] (mV): match along this denoised trace instead of the smoothed one (the current balance is
+    filtered alike). Returns (vs, kn, at_vs): the trace matched along [M, T+1], the known gates teacher-forced along
+    it and its grid positions, which multiple shooting reuses."""
     M = stim.shape[0]
     learned = nets.gates
     vg = _grid()
     vs, filt = _smooth_auto(v_obs, dt, cfg.smooth_ms, cfg.smooth_auto)
+    if trace is not None:
+        vs = trace
     filt = filt * cfg.cm_filter
     known = _known_rates(model, vs, learned)
     with torch.no_grad():

@@ -20,6 +20,7 @@ from .current_matching import match_currents
 from .optim import _adam_step, _finite, _flat_params
 from .shooting import _TraceData, _shooting
 from .smoothing import estimate_noise_sd
+from .trajectory import estimate_trajectory
 from .twin import LearnedGates, simulate
 
 
@@ -108,6 +109,10 @@ def _train_once(model, learn, stim, v_obs, dt, params, cfg, progress, log, seeds
     # 2. current matching along the smoothed trace
     vs, kn, at_vs = match_currents(nets, model, learn, stim, v_obs, dt, params, cfg, progress, log, over_budget)
     best.update(nets)
+    if cfg.trajectory_levels and not over_budget():  # 2b. noisy traces: the trajectory estimated with the networks
+        vs, kn, at_vs = estimate_trajectory(nets, model, learn, stim, v_obs, vs, dt, params, cfg, progress, log,
+                                            over_budget)
+        best.update(nets)
     if log is not None:
         log.append(("time", 0.0, 0, np.array([time.perf_counter() - t0])))
     # 3. multiple shooting: windows from the smoothed trace with teacher-forced gates
@@ -136,7 +141,8 @@ def _train_once(model, learn, stim, v_obs, dt, params, cfg, progress, log, seeds
     out.restart_train_rmse = err.sqrt()
     if cfg.parametric != "off" and not over_budget():
         out = _parametric_stage(out, model, learn, stim[::R], v_obs[::R], dt, {k: v[::R] for k, v in params.items()},
-                                cfg, over_budget, log, progress, t0, seeds, round_)
+                                cfg, over_budget, log, progress, t0, seeds, round_,
+                                vs=vs[pick] if cfg.trajectory_levels else None)
     out.train_seconds = time.perf_counter() - t0
     return out
 
@@ -189,3 +195,4 @@ def _prior_targets(gate: str, v, shift=0.0, slope=1.0, tau_f=1.0):
     if gate == "m":
         return torch.sigmoid((v + 40.0 - shift) / (8.0 * slope)), torch.full_like(v, 0.3) * tau_f
     return torch.sigmoid((v + 50.0 - shift) / (12.0 * slope)), torch.full_like(v, 3.0) * tau_f
+
