@@ -63,8 +63,11 @@ def main(argv=None):
         rec_file = write_csv(out / "sweeps.csv", sweeps)
     # quick: one way of treating the known parameters (the default, "both", trains twice: the quick run took 10 min 50 s
     # with it, the second core busy)
+    # quick: also without the trajectory stage (TraceFitConfig.trajectory_levels; measured to pay off at 1-10 % noise,
+    # at 2-3x the training time); these sweeps carry 0.5 mV of noise
     tcfg = TraceFitConfig() if args.full else TraceFitConfig(restarts=1, restart_rounds=0, prior_steps=150, cm_steps=150, cm_lbfgs_steps=200,
-                                                             window_ms=(3.0,), tf_steps=8, cm_refine_known=False)
+                                                             window_ms=(3.0,), tf_steps=8, cm_refine_known=False,
+                                                             trajectory_levels=())
     rep = fit_recording(rec_file, out / "rec", FitChannelConfig(gate=GateFitConfig(steps=steps[0], lbfgs_steps=steps[1]),
                                                                  suffix="k_from_recording"),
                         model="hh", learn="k", seeds=2 if not args.full else 6, area_um2=area, trace_config=tcfg)

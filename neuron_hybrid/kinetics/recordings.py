@@ -165,11 +165,13 @@ def write_nwb(path, sweeps: list[Sweep], area_um2: float | None = None) -> Path:
 
 def fit_recording(path, out_dir, config=None, *, model="hh", learn="k", seeds=4, seed=0, sweeps=None, dt_ms=None,
                   stimulus_column="i_nA", voltage_column="v_mV", time_column="t_ms", area_um2=None,
-                  train_seconds=600.0, trace_config=None, known_parameters="both") -> dict:
+                  train_seconds=600.0, trace_config=None, known_parameters="both", trajectory: bool = True) -> dict:
     """Learn the ``learn`` gates of ``model`` from the sweeps in ``path``; write .pt, .mod, plot, report.
 
     known_parameters: "held", "refined" or "both": the compartment's assumed parameters in current matching
-    (:attr:`.trace.TraceFitConfig.cm_refine_known` False / True / "both"); ignored with ``trace_config``."""
+    (:attr:`.trace.TraceFitConfig.cm_refine_known` False / True / "both"); trajectory: estimate the denoised voltage
+    with the gates on noisy sweeps (:attr:`.trace.TraceFitConfig.trajectory_levels`; False: the linear smoother
+    only, 2-3x faster); both ignored with ``trace_config``."""
     import torch
 
     from .curves_io import ChannelCurves, GateCurve
@@ -207,6 +209,8 @@ def fit_recording(path, out_dir, config=None, *, model="hh", learn="k", seeds=4,
         raise RecordingError(f"known_parameters must be one of {sorted(modes)}, got {known_parameters!r}")
     tcfg = trace_config or TraceFitConfig(seed=seed, time_budget_s=train_seconds,
                                           cm_refine_known=modes[known_parameters])
+    if trace_config is None and not trajectory:
+        tcfg.trajectory_levels = ()
     nets = train_members(cm, learn, stim, vobs, dt, params, tcfg, progress=cfg.progress)
     with torch.no_grad():
         hs = torch.stack([stims[j] for j in held_idx]).repeat(M, 1)

@@ -66,7 +66,7 @@ class TraceFitConfig:
     smooth_auto: tuple = (3.0, 1.0)
     #: noisy traces: after current matching, the denoised trajectory is estimated jointly with the networks
     #: (:mod:`.trajectory`: weak-constraint estimation, the model-error sd annealed through ``trajectory_levels``,
-    #: mA/cm2; empty: off), ``trajectory_iters`` Adam steps per level (step size ``trajectory_lr_mV`` for the
+    #: mA/cm2; (): off), ``trajectory_iters`` Adam steps per level (step size ``trajectory_lr_mV`` for the
     #: trajectory, cm_lr / 10 for the networks), then current matching again along it (``trajectory_rematch``), for
     #: ``trajectory_rounds`` rounds. Why: at 5 % noise the best linear smoother leaves ~1.1-1.5 mV of noise, and
     #: current matching from it started HH Na's closed forms outside their basin (4 seeds: 1 of 4 < 2 mV held-out;
@@ -74,8 +74,11 @@ class TraceFitConfig:
     #: smoother's noise, not its bias, is what hurts). The trajectory comes within 0.3-0.75 mV of the clean trace
     #: (0.16 mV with the true gates). HH Na, 10 seeds, --quick --restarts 2 --cm-refine-known off, with (0.03, 0.01,
     #: 0.003, 0.001, 0.0003), 600 steps, 3 rounds: 5 % noise 10 -> 60 % (median 5.41 -> 1.31 mV), 10 % 0 -> 30 %
-    #: (9.06 -> 6.89 mV); one round of (0.03 .. 0.001) x 300 steps: 0 of 4 (the networks lag the trajectory)
-    trajectory_levels: tuple = ()
+    #: (9.06 -> 6.89 mV); HH K 5 / 10 % 80 / 40 -> 90 / 70 % (1.13 / 3.66 -> 0.93 / 1.62 mV); Pospischil Na 1 %
+    #: 80 -> 90 % (0.88 -> 1.21 mV); Gamma >= 0.9 in 80-100 %; 2-3x the training time of a noisy trace (HH K 20 fits
+    #: 1191 s, Pospischil Na 10 fits 1089 s). One round of (0.03 .. 0.001) x 300 steps: 0 of 4 HH Na seeds at 5 %
+    #: (the networks lag the trajectory). Noise-free traces (estimated sd < 0.05 mV) skip the stage
+    trajectory_levels: tuple = (0.03, 0.01, 0.003, 0.001, 0.0003)
     trajectory_iters: int = 600
     trajectory_lr_mV: float = 0.05
     trajectory_rematch: bool = True

@@ -8,6 +8,10 @@ from neuron_hybrid.kinetics.trace import (HH, TraceFitConfig, learned_curves, me
 from neuron_hybrid.kinetics.trace.compartment import _known_rates
 
 
+# The noisy-trace tests of other stages switch the trajectory stage off (trajectory_levels=()): it is tested on its
+# own below, and its rounds would add minutes each.
+
+
 def _hh_training_trace(dt=0.025):
     """(stimulus [1, T], true parameters, true voltage [1, T+1]) of the multi-step training protocol."""
     torch.set_num_threads(1)
@@ -66,7 +70,7 @@ def test_recovers_hh_n_gate_from_noisy_trace():
     # a wider window removes more noise from these slow 6.3 C spikes (but flattens fast ones: TraceFitConfig)
     wide, half = _smooth_auto(v_obs, dt, None, (6.0, 1.5))
     assert float(half[0]) == round(6 + 1.5 * est) and float(((wide - v) ** 2).mean().sqrt()) < 0.45 * sd
-    cfg = TraceFitConfig(restarts=1, restart_rounds=0,
+    cfg = TraceFitConfig(trajectory_levels=(), restarts=1, restart_rounds=0,
                          prior_steps=150, cm_steps=150, cm_lbfgs_steps=150, tf_steps=0, learn_conductance=False,
                          cm_refine_known=False,
                          parametric="off")
@@ -175,7 +179,7 @@ def test_more_closed_form_starts_never_fit_the_training_trace_worse():
     stim, p, v = _hh_training_trace(dt)
     v_obs = v + 0.05 * float(v.abs().max()) * torch.randn(v.shape, generator=torch.Generator().manual_seed(1003),
                                                          dtype=torch.float64)
-    base = dict(restarts=1, restart_rounds=0,
+    base = dict(trajectory_levels=(), restarts=1, restart_rounds=0,
                 prior_steps=100, cm_steps=100, cm_lbfgs_steps=60, tf_steps=0, cm_refine_known=False,
                 learn_conductance=False, parametric_top=1, parametric_steps=0, parametric_lm_iters=6,
                 parametric_lm_curricula=((1.0,),), parametric_polish_iters=0, parametric="always")
@@ -194,7 +198,7 @@ def test_member_fit_does_not_depend_on_the_batch():
     stim, p, v = _hh_training_trace(dt)
     stim, v = stim[:, :2400], v[:, :2401]  # the first 60 ms: two steps (spiking), enough to tell fits apart
     v_noisy = v + 0.5 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    cfg = TraceFitConfig(restarts=2, restart_rounds=0,
+    cfg = TraceFitConfig(trajectory_levels=(), restarts=2, restart_rounds=0,
                          prior_steps=40, cm_steps=40, cm_lbfgs_steps=20, window_ms=(3.0,), tf_steps=2,
                          max_windows=10, parametric_fit_iters=20, parametric_steps=1, parametric_lm_iters=1,
                          parametric_lm_curricula=((1.0,),), parametric_polish_iters=1, parametric_lm_starts=2)
@@ -228,8 +232,8 @@ def test_restart_rounds_retrain_only_the_members_above_the_noise_floor():
     floor = noise_floor_rmse(torch.cat([v, noisy]), TraceFitConfig())
     assert float(floor[0]) < 0.11 and abs(float(floor[1]) / (1.05 * sd) - 1) < 0.05, (floor, sd)
     # a short fit: far from the clean trace (floor 0.13 mV), within 1.3 noise sds of the noisy one
-    base = dict(restarts=1, prior_steps=30, cm_steps=30, cm_lbfgs_steps=10, tf_steps=0, parametric="off",
-                learn_conductance=False, cm_refine_known=False, restart_floor_factor=1.3)
+    base = dict(trajectory_levels=(), restarts=1, prior_steps=30, cm_steps=30, cm_lbfgs_steps=10, tf_steps=0,
+                parametric="off", learn_conductance=False, cm_refine_known=False, restart_floor_factor=1.3)
     pair = {k: x.repeat(2) for k, x in p.items()}
     S, V = torch.cat([stim, stim]), torch.cat([v, noisy])
     r0 = train_members(HH, "k", S, V, dt, pair, TraceFitConfig(restart_rounds=0, **base), member_seeds=[1, 2])
@@ -272,8 +276,8 @@ def test_current_matching_keeps_na_activation_resolvable_under_noise():
         v = simulate(model, stim, dt, p)
     v_obs = v + 0.01 * float(v.abs().max()) * torch.randn(v.shape, generator=torch.Generator().manual_seed(1004),
                                                            dtype=torch.float64)
-    cfg = TraceFitConfig(restarts=1, restart_rounds=0, prior_steps=150, cm_steps=150, cm_lbfgs_steps=200, tf_steps=0,
-                         parametric="off", cm_refine_known=False)
+    cfg = TraceFitConfig(trajectory_levels=(), restarts=1, restart_rounds=0, prior_steps=150, cm_steps=150,
+                         cm_lbfgs_steps=200, tf_steps=0, parametric="off", cm_refine_known=False)
     assert cfg.cm_tau_floor_dt >= 1.0
     nets = train_members(model, "na", stim, v_obs, dt, p, cfg, member_seeds=[4])
     vg = np.linspace(-50.0, 20.0, 15)  # where m opens during the spikes
