@@ -15,6 +15,8 @@ Training (:func:`train_members`) never starts a free-running simulation from a r
    exact for a given V; parallel scan), and the learned current ``gbar s x1^p1 x2^p2 (V - E - dE)``
    is fitted to the current balance ``I_stim - C dV/dt - I_known(V, gates)`` of the discrete scheme.
    This objective is nearly linear in the unknowns and very stable;
+   on noisy traces the denoised voltage is then estimated jointly with the networks (data misfit plus an annealed
+   current-balance misfit; :mod:`.trajectory`), and current matching is repeated along it;
 3. *multiple shooting*: from window starts on the (smoothed) trace with teacher-forced gates, the
    model runs free for ``window_ms`` (growing lengths); loss = MSE to the observed (noisy) V;
 4. optional *closed loop* over the whole trace from rest (``cl_steps``);

@@ -1,5 +1,6 @@
-""":func:`train_members`: the training pipeline (prior, current matching, multiple shooting, closed loop, closed
-forms), restarts, restart rounds to the noise floor, and training both ways.
+""":func:`train_members`: the training pipeline (prior, current matching, on noisy traces the trajectory estimated
+with the networks, multiple shooting, closed loop, closed forms), restarts, restart rounds to the noise floor, and
+training both ways.
 """
 from __future__ import annotations
 
@@ -195,4 +196,3 @@ def _prior_targets(gate: str, v, shift=0.0, slope=1.0, tau_f=1.0):
     if gate == "m":
         return torch.sigmoid((v + 40.0 - shift) / (8.0 * slope)), torch.full_like(v, 0.3) * tau_f
     return torch.sigmoid((v + 50.0 - shift) / (12.0 * slope)), torch.full_like(v, 3.0) * tau_f
-
