@@ -76,8 +76,9 @@ class TraceFitConfig:
     #: 0.003, 0.001, 0.0003), 600 steps, 3 rounds: 5 % noise 10 -> 60 % (median 5.41 -> 1.31 mV), 10 % 0 -> 30 %
     #: (9.06 -> 6.89 mV); HH K 5 / 10 % 80 / 40 -> 90 / 70 % (1.13 / 3.66 -> 0.93 / 1.62 mV); Pospischil Na 1 %
     #: 80 -> 90 % (0.88 -> 1.21 mV), 5 % 40 -> 40 % (2.23 -> 2.32 mV); Gamma >= 0.9 in 80-100 %; 1.5-3x the
-    #: training time of a noisy trace (HH K 20 fits 1191 s, Pospischil Na 10 fits 1089 s). One round of (0.03 .. 0.001) x 300 steps: 0 of 4 HH Na seeds at 5 %
-    #: (the networks lag the trajectory). Noise-free traces (estimated sd < 0.05 mV) skip the stage
+    #: training time of a noisy trace (HH K 20 fits 1191 s, Pospischil Na 10 fits 1089 s). One round of (0.03 ..
+    #: 0.001) x 300 steps: 0 of 4 HH Na seeds at 5 % (the networks lag the trajectory). Noise-free traces
+    #: (estimated sd < 0.05 mV) skip the stage
     trajectory_levels: tuple = (0.03, 0.01, 0.003, 0.001, 0.0003)
     trajectory_iters: int = 600
     trajectory_lr_mV: float = 0.05
