@@ -143,7 +143,7 @@ def _train_once(model, learn, stim, v_obs, dt, params, cfg, progress, log, seeds
     if cfg.parametric != "off" and not over_budget():
         out = _parametric_stage(out, model, learn, stim[::R], v_obs[::R], dt, {k: v[::R] for k, v in params.items()},
                                 cfg, over_budget, log, progress, t0, seeds, round_,
-                                vs=vs[pick] if cfg.trajectory_levels else None)
+                                vs=vs[pick])
     out.train_seconds = time.perf_counter() - t0
     return out
 

@@ -118,19 +118,22 @@ def estimate_trajectory(nets, model, learn: str, stim, v_obs, vs, dt: float, par
 
     noisy = estimate_noise_sd(v_obs) >= 0.05
     before, vs0 = nets.subset(list(range(nets.M))), vs
+    matched = None  # (trace, known gates, positions) of the last current matching, reused when nothing changed after
     for _ in range(max(1, int(cfg.trajectory_rounds))):
         if not bool(noisy.any()) or over_budget():
             break
         x = refine_trajectory(nets, model, learn, stim, v_obs, vs, dt, params, cfg, progress, log, over_budget)
         if cfg.trajectory_rematch:
-            vs = match_currents(nets, model, learn, stim, v_obs, dt, params, cfg, progress, log, over_budget,
-                                trace=x)[0]
+            matched = match_currents(nets, model, learn, stim, v_obs, dt, params, cfg, progress, log, over_budget,
+                                     trace=x)
+            vs = matched[0]
         else:
-            vs = x
+            vs, matched = x, None
     if not bool(noisy.all()):  # noise-free members: as current matching left them
         nets.copy_members_from(before, ~noisy)
-        vs = torch.where(noisy.reshape(-1, 1), vs, vs0)
-    learned = nets.gates
+        vs, matched = torch.where(noisy.reshape(-1, 1), vs, vs0), None
+    if matched is not None:
+        return matched
     with torch.no_grad():
-        kn = {g: _tf_integrate(a, b, dt) for g, (a, b) in _known_rates(model, vs, learned).items()}
+        kn = {g: _tf_integrate(a, b, dt) for g, (a, b) in _known_rates(model, vs, nets.gates).items()}
     return vs, kn, _positions(vs)
