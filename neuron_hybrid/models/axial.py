@@ -1,6 +1,7 @@
 """The learned axial current of a reduced cell: conductance-form latents (a point current in nA).
 
     I_ax(V, z) = sum_k g_k (V - z_k),        g_k = w_k^2 >= 0 (uS)
+    with modulation: g_k -> g_k (1 + tanh(b_k) tanh(sum_j M_jk z_j / s_mod)),  sum_j M_jk = 0
     dz_k/dt = (z_inf,k(V) - z_k) / tau_k(V)
     z_inf,k(V) = E0 + a_k (V - E0) + c_k + s_inf * MLP(V)_k                  (mV)
     tau_k(V) = tau_min + exp(log_tau0_k + r * tanh(MLP(V)_{K+k} / r))        (ms)
@@ -10,6 +11,12 @@ compartment behind an axial resistance; the linear parts (a_k, c_k, tau0_k) carr
 linear filter-bank fit, the MLP (1-W-...-W-2K, tanh, last layer zero at start) the nonlinearity of
 the active dendrites. The current is linear in V, so NEURON's implicit step treats sum g_k exactly,
 which keeps the closed loop stable. A new module has g = 0: the untrained hybrid equals the plain soma.
+
+Modulation (optional) lets the latents set the conductances: active dendrites draw a load whose
+conductance depends on their state (after a train of spikes it differs from after one), which
+constant g_k cannot express. It depends only on differences between latents (each column of M sums
+to zero), so a common shift of all z (the anchoring at rest) leaves it unchanged; every g_k stays
+in [0, 2 g_k], so di/dV > 0 as before. b = 0 at start: a new modulated module equals the plain one.
 """
 import math
 
@@ -36,10 +43,12 @@ class LatentAxialCurrent(nn.Module):
     kind: str
     anchored: bool
     v_rest_mV: float
+    modulated: bool
 
     def __init__(self, n_latent: int = 4, v_min: float = -110.0, v_max: float = 60.0, e0_mV: float = -70.0,
                  tau_init_ms=None, width: int = 32, depth: int = 2, tau_min_ms: float = 0.05,
-                 log_tau_range: float = 8.0, zinf_scale_mV: float = 10.0, seed: int = 0, v_rest_mV=None):
+                 log_tau_range: float = 8.0, zinf_scale_mV: float = 10.0, seed: int = 0, v_rest_mV=None,
+                 modulated: bool = False, modulation_scale_mV: float = 10.0):
         super().__init__()
         K = n_latent
         self.n_latent, self.v_min, self.v_max, self.kind = K, float(v_min), float(v_max), "point"
@@ -68,6 +77,12 @@ class LatentAxialCurrent(nn.Module):
         with torch.no_grad():
             self.net[-1].weight.zero_()
             self.net[-1].bias.zero_()
+        self.modulated = bool(modulated)
+        self.s_mod = float(modulation_scale_mV)
+        gen = torch.Generator().manual_seed(seed + 1)
+        self.mod_b = nn.Parameter(torch.zeros(K, dtype=torch.float64), requires_grad=self.modulated)
+        self.mod_m = nn.Parameter(0.1 * torch.randn(K, K, generator=gen, dtype=torch.float64),
+                                  requires_grad=self.modulated)
 
     # -- contract --------------------------------------------------------------------------
     def _rates(self, v: torch.Tensor):
@@ -83,18 +98,26 @@ class LatentAxialCurrent(nn.Module):
         if self.anchored:
             vr = torch.full([1], self.v_rest_mV, dtype=v.dtype)
             zr, _ = self._rates(vr)
-            g = self.w * self.w
+            g = self.conductance_of(zr)
             i_rest = ((vr.unsqueeze(-1) - zr) * g).sum()
             zinf = zinf + i_rest / (g.sum() + 1e-12)
         return zinf, tau
 
-    def current(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def conductance_of(self, z: torch.Tensor) -> torch.Tensor:
+        """Conductances g_k (uS) at latents z [N, K]: [N, K] (modulated) or [K]."""
         g = self.w * self.w
-        return ((v.unsqueeze(-1) - z) * g).sum(-1)
+        if self.modulated:
+            m = self.mod_m - self.mod_m.mean(0, keepdim=True)  # each column sums to zero
+            g = g * (1.0 + torch.tanh(self.mod_b) * torch.tanh(torch.matmul(z, m) / self.s_mod))
+        return g
+
+    def current(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return ((v.unsqueeze(-1) - z) * self.conductance_of(z)).sum(-1)
 
     # -- helpers ---------------------------------------------------------------------------
     @torch.jit.ignore
     def conductances_uS(self) -> torch.Tensor:
+        """The conductances g_k (uS) before modulation."""
         return (self.w * self.w).detach()
 
     @torch.jit.ignore

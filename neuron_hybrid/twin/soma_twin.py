@@ -6,8 +6,8 @@ generated from), plus an optional learned point current (nA) such as the axial c
 step dt (ms), as NEURON's ``fadvance`` with ``secondorder = 0``:
 
 1. currents i(v) and conductances di/dv of every mechanism at the old v and states, the learned
-   current as sum over its linear-in-v form (its di/dv from autograd-free ``conductance`` if it
-   has one, else the conductance-form ``g`` below);
+   current with its di/dv: sum_k g_k(z) for the conductance form (``conductance_of``), else the
+   model's ``conductance``;
 2. v_new = v + (i_stim*100/area - i) / (cm*1e-3/dt + di/dv)  (mA/cm2, S/cm2; i_stim in nA is the
    value NEURON's IClamp holds during the step);
 3. pools (Ca) advance with the old ionic current, then gates and latents by cnexp at v_new.
@@ -128,8 +128,8 @@ class SomaTwin:
             return torch.zeros_like(v), torch.zeros_like(v)
         to_density = 100.0 / self.area  # nA -> mA/cm2 (and uS -> S/cm2 * 1e-?): 1 nA/um2 = 100 mA/cm2
         i = self.learned.current(v, z)
-        if hasattr(self.learned, "w"):  # conductance form: di/dv = sum g_k (uS)
-            g = (self.learned.w ** 2).sum() * torch.ones_like(v)
+        if hasattr(self.learned, "conductance_of"):  # conductance form: di/dv = sum g_k(z) (uS)
+            g = self.learned.conductance_of(z).sum(-1) * torch.ones_like(v)
         else:
             g = self.learned.conductance(v, z)
         return i * to_density, g * to_density

@@ -50,14 +50,17 @@ def test_soma_only_twin_matches_neuron(h, soma_desc):
     assert np.abs(vt - v).max() < 0.5
 
 
-def test_learned_current_same_in_neuron_and_torch(h, tmp_path, mechanisms):
+@pytest.mark.parametrize("modulated", [False, True])
+def test_learned_current_same_in_neuron_and_torch(h, tmp_path, mechanisms, modulated):
     cell = cells.build("ca1_pospischil")
     desc = describe_soma(cell)
     del cell
-    model = LatentAxialCurrent(n_latent=3, seed=3, v_rest_mV=-70.0)  # anchored: zero current at rest
+    model = LatentAxialCurrent(n_latent=3, seed=3, v_rest_mV=-70.0, modulated=modulated)  # anchored: 0 nA at rest
     model.set_linear([0.004, 0.003, 0.002], [0.8, 0.5, 0.2], [1.0, -2.0, 0.5], [0.5, 5.0, 80.0])
     with torch.no_grad():  # a non-trivial nonlinearity
         model.net[-1].weight.normal_(0, 0.05)
+        model.mod_b.copy_(torch.tensor([-1.0, 0.5, -0.8]))  # (no effect unless modulated)
+        model.mod_m.mul_(5.0)
     path = nh.export(model, tmp_path / "ax.pt")
     with torch.no_grad():
         v_rest = torch.tensor([-70.0], dtype=torch.float64)
