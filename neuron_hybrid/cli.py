@@ -52,8 +52,10 @@ def _reduce_config(args):
     from .reduce import ReduceConfig
 
     cfg = ReduceConfig(n_latent=args.latents, workers=args.workers, seed=args.seed, closed_loop=not args.no_closed_loop,
-                       protocol_size=args.size, rheobase_nA=args.rheobase, recovery_protocols=args.recovery_protocols)
+                       protocol_size=args.size, rheobase_nA=args.rheobase, recovery_protocols=args.recovery_protocols,
+                       modulated=args.modulated)
     cfg.teacher = replace(cfg.teacher, seed=args.seed)
+    cfg.calibration = replace(cfg.calibration, enabled=args.calibrate)
     cfg.closed_loop_config = replace(cfg.closed_loop_config, seed=args.seed)  # its random windows
     if args.epochs is not None:
         cfg.teacher = replace(cfg.teacher, epochs=args.epochs)
@@ -150,6 +152,11 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--lbfgs-iters", type=int, default=None,
                    help="teacher-forcing L-BFGS iterations after Adam (default 400; fewer trade accuracy for time)")
     r.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop (BPTT) stage")
+    r.add_argument("--calibrate", action="store_true",
+                   help="last stage: fit the conductances in NEURON to the training steps' spike counts (and the "
+                        "voltage of their silent steps); kept if Gamma on the noisy validation protocols holds")
+    r.add_argument("--modulated", action="store_true",
+                   help="conductances of the axial current set by its latents (LatentAxialCurrent(modulated=True))")
     r.add_argument("--size", choices=["standard", "small"], default="standard", help="protocol set size")
     r.add_argument("--recovery-protocols", action="store_true",
                    help="add bursts followed by a long recorded recovery to the training set (cells whose "

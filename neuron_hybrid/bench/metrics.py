@@ -17,6 +17,16 @@ def spike_times(t_ms, v_mV, threshold_mV: float = 0.0) -> np.ndarray:
     return t[idx] + frac * (t[idx + 1] - t[idx])
 
 
+def fractional_spike_count(t_ms, v_mV, t_end_ms: float, threshold_mV: float = 0.0) -> float:
+    """Spikes up to t_end_ms plus the elapsed fraction of the next interval, (t_end - last) / last ISI,
+    capped at 1: a count that changes continuously as a spike moves across t_end (for fitting rates)."""
+    s = spike_times(t_ms, v_mV, threshold_mV)
+    s = s[s <= t_end_ms]
+    if len(s) < 2:
+        return float(len(s))
+    return len(s) + min((t_end_ms - s[-1]) / (s[-1] - s[-2]), 1.0)
+
+
 def coincidences(ref_ms, model_ms, delta_ms: float = 2.0) -> int:
     """Number of reference spikes matched one-to-one by a model spike within +-delta_ms."""
     ref = np.sort(np.asarray(ref_ms, dtype=float))

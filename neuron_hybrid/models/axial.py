@@ -80,9 +80,20 @@ class LatentAxialCurrent(nn.Module):
         self.modulated = bool(modulated)
         self.s_mod = float(modulation_scale_mV)
         gen = torch.Generator().manual_seed(seed + 1)
-        self.mod_b = nn.Parameter(torch.zeros(K, dtype=torch.float64), requires_grad=self.modulated)
-        self.mod_m = nn.Parameter(0.1 * torch.randn(K, K, generator=gen, dtype=torch.float64),
-                                  requires_grad=self.modulated)
+        mod_b, mod_m = torch.zeros(K, dtype=torch.float64), 0.1 * torch.randn(K, K, generator=gen, dtype=torch.float64)
+        if self.modulated:
+            self.mod_b, self.mod_m = nn.Parameter(mod_b), nn.Parameter(mod_m)
+        else:  # buffers: a plain module's parameters (and optimiser states) are those it had before
+            self.register_buffer("mod_b", mod_b)
+            self.register_buffer("mod_m", mod_m)
+
+    @torch.jit.ignore
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # states saved before the modulation existed (e.g. a teacher-forcing checkpoint being resumed)
+        for name in ("mod_b", "mod_m"):
+            if prefix + name not in state_dict and not self.modulated:
+                state_dict[prefix + name] = getattr(self, name).detach().clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- contract --------------------------------------------------------------------------
     def _rates(self, v: torch.Tensor):

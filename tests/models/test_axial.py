@@ -56,3 +56,12 @@ def test_modulated_current_vanishes_at_rest():
     z_rest = m.rates(v_rest)[0]
     assert abs(float(m.current(v_rest, z_rest).detach())) < 1e-12
     assert (m.conductance_of(z_rest) - m.w.detach() ** 2).abs().max() > 1e-4  # modulated at rest, still anchored
+
+
+def test_states_saved_before_the_modulation_existed_still_load():
+    plain = _trained_looking(False)
+    old = {k: v for k, v in plain.state_dict().items() if not k.startswith("mod_")}
+    fresh = LatentAxialCurrent(n_latent=4, v_min=-110.0, v_max=60.0, e0_mV=-70.0, seed=5, v_rest_mV=-68.0)
+    fresh.load_state_dict(old)
+    v = torch.linspace(-110.0, 60.0, 50, dtype=torch.float64)
+    torch.testing.assert_close(fresh.rates(v), plain.rates(v))

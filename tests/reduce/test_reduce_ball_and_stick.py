@@ -31,6 +31,7 @@ def test_reduced_passive_cell_matches_full_on_held_out_protocol(h, reduced_dir):
     scale = ProtocolScale(meta["rheobase_nA"])
     protocol = held_out_protocols(scale, "small")[0]
     assert protocol.to_dict() not in meta["data"]["train"]["protocols"]
+    assert meta["training"]["calibration"] is None  # a passive cell has no spike counts to calibrate on
     full = cells.build("ball_and_stick", passive=True)
     t, v_full, _, _ = simulate_voltage(full, protocol)
     del full

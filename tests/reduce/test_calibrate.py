@@ -1,0 +1,86 @@
+"""Calibration of the learned conductances on spike counts: the fractional count is continuous, and
+in NEURON the calibration finds conductances back from counts made by a known model."""
+import numpy as np
+import pytest
+import torch
+
+from neuron_hybrid import cells
+from neuron_hybrid.bench.metrics import fractional_spike_count
+from neuron_hybrid.datagen.run import simulate_voltage
+from neuron_hybrid.models.axial import LatentAxialCurrent
+from neuron_hybrid.reduce import ReducedCell
+from neuron_hybrid.reduce.calibrate import CalibrationConfig, CountTarget, calibrate_conductances, count_targets
+from neuron_hybrid.reduce.pipeline import _write_model_dir
+from neuron_hybrid.reduce.reduced_cell import FORMAT_VERSION
+from neuron_hybrid.reduce.soma import describe_soma
+from neuron_hybrid.stimuli import Step
+
+
+def _spiking(spike_ms, t_end=200.0, dt=0.025):
+    t = np.arange(0.0, t_end + dt / 2, dt)
+    v = np.full_like(t, -65.0)
+    for s in spike_ms:
+        v[(t >= s) & (t < s + 1.0)] = 20.0
+    return t, v
+
+
+def test_fractional_count_is_continuous_as_a_spike_crosses_the_end():
+    t, v = _spiking([20.0, 60.0, 100.0])
+    assert fractional_spike_count(t, v, 99.99) == pytest.approx(3.0, abs=1e-3)  # 2 spikes + a whole interval
+    assert fractional_spike_count(t, v, 100.01) == pytest.approx(3.0, abs=1e-3)  # 3 spikes + nothing
+    assert fractional_spike_count(t, v, 120.0) == pytest.approx(3.5, abs=1e-3)
+    assert fractional_spike_count(t, v, 10.0) == 0.0
+    assert fractional_spike_count(t, v, 30.0) == 1.0
+
+
+class _Stored:
+    def __init__(self, protocol, t, v):
+        self.protocol, self._p, self.t, self.v_soma = protocol.to_dict(), protocol, t, v
+
+    def protocol_object(self):
+        return self._p
+
+
+def test_count_targets_skip_cells_that_never_fire_and_keep_the_voltage_of_silent_steps():
+    t, v = _spiking([])
+    step = Step(amp_nA=0.2, delay_ms=10.0, dur_ms=100.0, tstop_ms=200.0)
+    assert count_targets([_Stored(step, t, v)]) == []
+    hyper = Step(amp_nA=-0.2, delay_ms=10.0, dur_ms=100.0, tstop_ms=200.0)
+    t_s, v_s = _spiking([50.0, 90.0])
+    spiking, silent = count_targets([_Stored(step, t_s, v_s), _Stored(hyper, t, v)])
+    assert spiking.count == pytest.approx(2.0 + 20.0 / 40.0, abs=1e-3) and spiking.v_mV is None
+    assert silent.count == 0 and np.array_equal(silent.v_mV, v)  # silent: its voltage is the target
+
+
+def test_calibration_finds_the_conductances_back_in_neuron(h, tmp_path, mechanisms):
+    full = cells.build("ca1_pospischil")
+    desc = describe_soma(full)
+    del full
+
+    def model(scale):
+        m = LatentAxialCurrent(n_latent=2, seed=1, v_rest_mV=-70.0, e0_mV=-70.0, tau_init_ms=[1.0, 40.0])
+        m.set_linear(np.array([0.008, 0.004]) * np.array(scale), [0.6, 0.3], [0.0, 0.0], [1.0, 40.0])
+        return m
+
+    meta = {"format_version": FORMAT_VERSION, "cell": "test", "mod_dirs": []}
+
+    def write(d, m):
+        _write_model_dir(d, m, desc, meta)
+
+    def counts(m, steps):
+        write(tmp_path / "m", m)
+        red = ReducedCell.load(tmp_path / "m")
+        out = [fractional_spike_count(*simulate_voltage(red, s)[:2], s.delay_ms + s.dur_ms) for s in steps]
+        del red
+        return np.array(out)
+
+    steps = [Step(amp_nA=a, delay_ms=20.0, dur_ms=300.0, tstop_ms=330.0) for a in (0.16, 0.3)]
+    true = counts(model([1.0, 1.0]), steps)
+    assert true.min() >= 2, "the steps must make the soma fire"
+    wrong = model([1.3, 0.8])
+    targets = [CountTarget(s, s.delay_ms + s.dur_ms, c) for s, c in zip(steps, true)]
+    rec = calibrate_conductances(wrong, desc, targets, write, CalibrationConfig(max_evals=30, step=0.05))
+    before, after = np.abs(rec["residuals_before"]), np.abs(rec["residuals_after"])
+    assert before.max() > 1.0
+    assert after.max() < 0.3 * before.max()
+    np.testing.assert_allclose(counts(wrong, steps) - true, rec["residuals_after"], atol=1e-9)  # applied in place
