@@ -33,7 +33,7 @@ from neuron_hybrid.train.closed_loop import ClosedLoopConfig, train_closed_loop
 from neuron_hybrid.train.teacher import (Sequence, TeacherConfig, current_rmse, make_batch, train_teacher_forced,
                                          warm_start)
 
-from .calibrate import CalibrationConfig, calibrate_conductances, count_targets
+from .calibrate import CalibrationConfig, calibrate_conductances, calibration_targets
 from .protocols import ProtocolScale, training_protocols, validation_protocols
 from .reduced_cell import FORMAT_VERSION, META_FILE, MODEL_FILE, SOMA_FILE, ReducedCell
 from .soma import describe_soma
@@ -192,7 +192,8 @@ def _noise_gamma(metrics, traces) -> float:
 
 def _calibrate(model, soma_desc, data, validator, config, log):
     """Stage 6 (see the module docstring); returns its record for the metadata, or None if skipped."""
-    targets = count_targets(data["train"]) if hasattr(model, "w") else []
+    targets = calibration_targets(data["train"], noise=config.calibration.timing_weight > 0) \
+        if hasattr(model, "w") else []
     if not config.calibration.enabled or not targets:
         return None
     state = copy.deepcopy(model.state_dict())

@@ -9,11 +9,12 @@ from neuron_hybrid.bench.metrics import fractional_spike_count
 from neuron_hybrid.datagen.run import simulate_voltage
 from neuron_hybrid.models.axial import LatentAxialCurrent
 from neuron_hybrid.reduce import ReducedCell
-from neuron_hybrid.reduce.calibrate import CalibrationConfig, CountTarget, calibrate_conductances, count_targets
+from neuron_hybrid.reduce.calibrate import (CalibrationConfig, CalibrationTarget, calibrate_conductances,
+                                            calibration_targets, soft_unmatched_spikes)
 from neuron_hybrid.reduce.pipeline import _write_model_dir
 from neuron_hybrid.reduce.reduced_cell import FORMAT_VERSION
 from neuron_hybrid.reduce.soma import describe_soma
-from neuron_hybrid.stimuli import Step
+from neuron_hybrid.stimuli import OU, Step
 
 
 def _spiking(spike_ms, t_end=200.0, dt=0.025):
@@ -33,6 +34,15 @@ def test_fractional_count_is_continuous_as_a_spike_crosses_the_end():
     assert fractional_spike_count(t, v, 30.0) == 1.0
 
 
+def test_soft_unmatched_spikes():
+    ref = np.array([10.0, 50.0, 90.0])
+    assert soft_unmatched_spikes(ref, ref, 2.0) == 0.0
+    assert soft_unmatched_spikes(ref, [], 2.0) == 1.5
+    assert soft_unmatched_spikes(ref, [10.0, 50.0, 90.0, 130.0], 2.0) == pytest.approx(0.5)  # one extra
+    near = soft_unmatched_spikes(ref, ref + 0.5, 2.0)
+    assert 0 < near < soft_unmatched_spikes(ref, ref + 1.0, 2.0) < soft_unmatched_spikes(ref, ref + 4.0, 2.0) < 3.0
+
+
 class _Stored:
     def __init__(self, protocol, t, v):
         self.protocol, self._p, self.t, self.v_soma = protocol.to_dict(), protocol, t, v
@@ -41,13 +51,17 @@ class _Stored:
         return self._p
 
 
-def test_count_targets_skip_cells_that_never_fire_and_keep_the_voltage_of_silent_steps():
+def test_calibration_targets_skip_cells_that_never_fire_and_keep_the_voltage_of_silent_steps():
     t, v = _spiking([])
     step = Step(amp_nA=0.2, delay_ms=10.0, dur_ms=100.0, tstop_ms=200.0)
-    assert count_targets([_Stored(step, t, v)]) == []
+    assert calibration_targets([_Stored(step, t, v)]) == []
     hyper = Step(amp_nA=-0.2, delay_ms=10.0, dur_ms=100.0, tstop_ms=200.0)
     t_s, v_s = _spiking([50.0, 90.0])
-    spiking, silent = count_targets([_Stored(step, t_s, v_s), _Stored(hyper, t, v)])
+    ou = OU(mean_nA=0.1, sd_nA=0.1, tau_ms=5.0, seed=1, delay_ms=10.0, dur_ms=150.0, tstop_ms=200.0)
+    spiking, silent, noisy = calibration_targets([_Stored(step, t_s, v_s), _Stored(hyper, t, v), _Stored(ou, t_s, v_s),
+                                                  _Stored(ou, t, v)])  # (a silent noisy current: no target)
+    np.testing.assert_allclose(noisy.spikes_ms, [50.0, 90.0], atol=0.03)
+    assert calibration_targets([_Stored(step, t_s, v_s), _Stored(ou, t_s, v_s)], noise=False)[1:] == []
     assert spiking.count == pytest.approx(2.0 + 20.0 / 40.0, abs=1e-3) and spiking.v_mV is None
     assert silent.count == 0 and np.array_equal(silent.v_mV, v)  # silent: its voltage is the target
 
@@ -78,7 +92,7 @@ def test_calibration_finds_the_conductances_back_in_neuron(h, tmp_path, mechanis
     true = counts(model([1.0, 1.0]), steps)
     assert true.min() >= 2, "the steps must make the soma fire"
     wrong = model([1.3, 0.8])
-    targets = [CountTarget(s, s.delay_ms + s.dur_ms, c) for s, c in zip(steps, true)]
+    targets = [CalibrationTarget(s, s.delay_ms + s.dur_ms, c) for s, c in zip(steps, true)]
     rec = calibrate_conductances(wrong, desc, targets, write, CalibrationConfig(max_evals=30, step=0.05))
     before, after = np.abs(rec["residuals_before"]), np.abs(rec["residuals_after"])
     assert before.max() > 1.0
