@@ -78,8 +78,8 @@ class ReduceConfig:
     recovery_protocols: bool = False
     closed_loop: bool = True
     closed_loop_config: ClosedLoopConfig = field(default_factory=ClosedLoopConfig)
-    #: off by default; ca1_pospischil (counts only, without the silent steps' voltage), seeds 0/1: max
-    #: |spike-count error| on the held-out 2 s steps 3 -> 1 and 5 -> 1, Gamma on held-out noise 0.93 -> 0.88, 0.97 -> 0.93
+    #: off by default (`reduce --calibrate`); ca1_pospischil, seeds 0-2: max |spike-count error| on the held-out
+    #: 2 s steps 3/5/5 -> 2/2/2, Gamma on held-out noise 0.93/0.97/0.90 -> 0.89/0.87/0.91 (README)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     threads: int = 2
 
@@ -192,9 +192,10 @@ def _noise_gamma(metrics, traces) -> float:
 
 def _calibrate(model, soma_desc, data, validator, config, log):
     """Stage 6 (see the module docstring); returns its record for the metadata, or None if skipped."""
-    targets = calibration_targets(data["train"], noise=config.calibration.timing_weight > 0) \
-        if hasattr(model, "w") else []
-    if not config.calibration.enabled or not targets:
+    if not config.calibration.enabled or not hasattr(model, "w"):
+        return None
+    targets = calibration_targets(data["train"], noise=config.calibration.timing_weight > 0)
+    if not targets:
         return None
     state = copy.deepcopy(model.state_dict())
     before = validator.metrics(model)
