@@ -100,7 +100,7 @@ def refine_trajectory(nets, model, learn: str, stim, v_obs, vs, dt: float, param
             f, total = loss_fn()
             _adam_step(opt, joint, total)
             if bar is not None:
-                bar.set_postfix(median_loss=f"{float(f[noisy].median()):.4g}", refresh=False)
+                bar.set_postfix(median_loss=f"{float(f[noisy].detach().median()):.4g}", refresh=False)
         if log is not None:
             log.append(("trajectory", float(level), 0, f.detach().numpy().copy()))
     with torch.no_grad():
