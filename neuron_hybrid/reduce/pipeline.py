@@ -78,8 +78,9 @@ class ReduceConfig:
     recovery_protocols: bool = False
     closed_loop: bool = True
     closed_loop_config: ClosedLoopConfig = field(default_factory=ClosedLoopConfig)
-    #: off by default (`reduce --calibrate`); ca1_pospischil, seeds 0-2: max |spike-count error| on the held-out
-    #: 2 s steps 3/5/5 -> 2/2/2, Gamma on held-out noise 0.93/0.97/0.90 -> 0.89/0.87/0.91 (README)
+    #: off by default (`reduce --calibrate`); ca1_pospischil, seeds 0-4: max |spike-count error| on the held-out
+    #: 2 s steps 3/5/5/5/8 -> 1/1/1/2/5, Gamma on held-out noise 0.93/0.97/0.90/0.96/0.79 -> 0.86/0.93/0.88/0.88/0.81
+    #: (README)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     threads: int = 2
 
