@@ -87,8 +87,8 @@ def soft_unmatched_spikes(ref_ms, model_ms, sigma_ms: float) -> float:
     return 0.5 * ((len(ref) - k.max(1).sum()) + (len(mod) - k.max(0).sum()))
 
 
-def calibrate_conductances(model, soma_desc: dict, targets, write_model_dir, config: CalibrationConfig = None,
-                           dt_ms: float = 0.025, log=None) -> dict:
+def calibrate_conductances(model, targets, write_model_dir, config: CalibrationConfig = None, dt_ms: float = 0.025,
+                           log=None) -> dict:
     """Fit log factors x of the conductances of `model` (a LatentAxialCurrent, changed in place) to
     `targets` (:func:`calibration_targets`). write_model_dir(path, model): writes a loadable model directory.
     Returns {"x", "residuals_before", "residuals_after" (per target: count error, voltage RMSE /
@@ -103,6 +103,10 @@ def calibrate_conductances(model, soma_desc: dict, targets, write_model_dir, con
     w0 = model.w.detach().clone()
     seen = {}
 
+    def apply(x):  # g_k = w_k^2 -> g_k exp(x_k)
+        with torch.no_grad():
+            model.w.copy_(w0 * torch.exp(torch.as_tensor(x, dtype=w0.dtype) / 2))
+
     def residual(tg, t, v):
         if tg.spikes_ms is not None:
             return config.timing_weight * soft_unmatched_spikes(tg.spikes_ms, spike_times(t, v), config.timing_sigma_ms)
@@ -114,8 +118,7 @@ def calibrate_conductances(model, soma_desc: dict, targets, write_model_dir, con
     def errors(x):
         key = tuple(np.round(x, 12))
         if key not in seen:
-            with torch.no_grad():
-                model.w.copy_(w0 * torch.exp(torch.as_tensor(x, dtype=w0.dtype) / 2))
+            apply(x)
             with tempfile.TemporaryDirectory(prefix="nh_cal_") as d:
                 write_model_dir(Path(d), model)
                 red = ReducedCell.load(d, name="calibration", on_out_of_range="clamp_quiet")
@@ -138,8 +141,7 @@ def calibrate_conductances(model, soma_desc: dict, targets, write_model_dir, con
                    options={"maxfev": config.max_evals, "initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-3})
     best = min(seen, key=lambda k: objective(np.array(k)))
     x = np.array(best)
-    with torch.no_grad():
-        model.w.copy_(w0 * torch.exp(torch.as_tensor(x, dtype=w0.dtype) / 2))
+    apply(x)
     out = {"x": x.tolist(), "residuals_before": before.tolist(), "residuals_after": errors(x).tolist(),
            "evaluations": len(seen), "nelder_mead_iterations": int(res.nit)}
     if log:

@@ -201,7 +201,7 @@ def _calibrate(model, soma_desc, data, validator, config, log):
     state = copy.deepcopy(model.state_dict())
     before = validator.metrics(model)
     meta = {"format_version": FORMAT_VERSION, "cell": "calibration", "mod_dirs": validator.mod_dirs}
-    rec = calibrate_conductances(model, soma_desc, targets, lambda d, m: _write_model_dir(d, m, soma_desc, meta),
+    rec = calibrate_conductances(model, targets, lambda d, m: _write_model_dir(d, m, soma_desc, meta),
                                  config.calibration, config.dt_ms, log)
     after = validator.metrics(model)
     rec["validation_noise_gamma"] = [_noise_gamma(before, data["validation"]), _noise_gamma(after, data["validation"])]

@@ -93,7 +93,7 @@ def test_calibration_finds_the_conductances_back_in_neuron(h, tmp_path, mechanis
     assert true.min() >= 2, "the steps must make the soma fire"
     wrong = model([1.3, 0.8])
     targets = [CalibrationTarget(s, s.delay_ms + s.dur_ms, c) for s, c in zip(steps, true)]
-    rec = calibrate_conductances(wrong, desc, targets, write, CalibrationConfig(max_evals=30, step=0.05))
+    rec = calibrate_conductances(wrong, targets, write, CalibrationConfig(max_evals=30, step=0.05))
     before, after = np.abs(rec["residuals_before"]), np.abs(rec["residuals_after"])
     assert before.max() > 1.0
     assert after.max() < 0.3 * before.max()
