@@ -13,16 +13,18 @@ from .choice import SelectedGates, _Best
 from .compartment import CompartmentModel, DT, LEARN
 from .optim import _get_flat, _lm, _set_flat, _with_params
 from .shooting import _TraceData, _shooting
-from .smoothing import _gauss_smooth, _smooth_auto, estimate_noise_sd
+from .smoothing import _gauss_smooth, estimate_noise_sd
 from .twin import simulate
 
 
 def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_budget, log, progress, t0, seeds,
-                      round_: int = 0, vs=None):
+                      round_: int = 0, *, vs):
     """5. closed forms: fit every family of :mod:`..parametric` to each member's learned curves (over the voltages
     its trace visited), refine the ``parametric_top`` best per gate (all combinations across gates) by short
     multiple shooting and Levenberg-Marquardt on the free-running error, keep each member's best, and choose it
-    over the networks by the free-running training error (``parametric="select"``) or always (``"always"``). Returns a :class:`SelectedGates`."""
+    over the networks by the free-running training error (``parametric="select"``) or always (``"always"``). vs
+    [M, T+1] (mV): the trace the shooting windows start from (current matching's or the estimated trajectory).
+    Returns a :class:`SelectedGates`."""
     import itertools
 
     from ..parametric import ParametricGates, fit_to_curves
@@ -30,8 +32,6 @@ def _parametric_stage(nets, model, learn, stim, v_obs, dt, params, cfg, over_bud
     learned = LEARN[learn]
     M, T = stim.shape
     G = len(learned)
-    if vs is None:  # the trace the shooting windows start from (default: the linear smoother's)
-        vs, _ = _smooth_auto(v_obs, dt, cfg.smooth_ms, cfg.smooth_auto)
     vg = torch.arange(-100.0, 60.5, 1.0, dtype=DT)
     lo, hi = vs.min(1).values.reshape(-1, 1), vs.max(1).values.reshape(-1, 1)
     w = ((vg >= lo) & (vg <= hi)).to(DT)  # [M, N]: the voltages each member's trace visited

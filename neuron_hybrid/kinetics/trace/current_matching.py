@@ -16,6 +16,15 @@ from .smoothing import _gauss_rows, _smooth_auto, estimate_noise_sd
 from .tables import _along, _grid, _positions, _tables, _tf_integrate
 
 
+def tau_floor_penalty(tab, learned, cfg, dt: float):
+    """Per member [M] (or 0): cm_tau_floor_weight x mean(relu(ln(cm_tau_floor_dt x dt) - ln tau)^2) over the learned
+    gates' tabulated time constants: keeps them resolvable by the sampling step."""
+    if cfg.cm_tau_floor_dt <= 0:
+        return 0.0
+    lt = torch.stack([torch.log(tab[g][1]) for g in learned], 1)  # [M, G, N]
+    return cfg.cm_tau_floor_weight * (torch.relu(math.log(cfg.cm_tau_floor_dt * dt) - lt) ** 2).mean((1, 2))
+
+
 def match_currents(nets, model, learn: str, stim, v_obs, dt: float, params: dict, cfg, progress, log, over_budget,
                    trace=None):
     """Fit ``nets`` (M members) by current matching; stim/v_obs [M, T] / [M, T+1], params {name: [M]} (assumed).
@@ -72,10 +81,7 @@ def match_currents(nets, model, learn: str, stim, v_obs, dt: float, params: dict
             gk = gk * x[:, :-1] ** pw
         pred = _gauss_rows(gk * (vnew - pr[f"e_{learn}"] - nets.de.reshape(-1, 1)), filt)
         per = ((pred - tgt) ** 2 * wgt).mean(1) / norm
-        if cfg.cm_tau_floor_dt > 0:  # keep time constants resolvable by the sampling step
-            lt = torch.stack([torch.log(tab[g][1]) for g in learned], 1)  # [M, G, N]
-            low = torch.relu(math.log(cfg.cm_tau_floor_dt * dt) - lt)
-            per = per + cfg.cm_tau_floor_weight * (low ** 2).mean((1, 2))
+        per = per + tau_floor_penalty(tab, learned, cfg, dt)
         if refine:
             per = per + (prior_w * nets.known_u ** 2).sum(1)
         return per, (_finite(per) + _member_reg(nets)).sum()

@@ -16,14 +16,17 @@ the smoothed data toward a trajectory the model itself can produce, and the netw
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .compartment import DT, _known_rates
+from .current_matching import match_currents, tau_floor_penalty
 from .optim import _adam_step, _iterations, _member_reg
 from .smoothing import estimate_noise_sd
 from .tables import _grid, _interp, _positions, _tables, _tf_integrate
+
+
+#: mV: a trace whose estimated noise sd is below this is treated as noise-free (its members skip the stage)
+NOISE_FREE_SD_MV = 0.05
 
 
 class _Joint(torch.nn.Module):
@@ -39,11 +42,11 @@ def refine_trajectory(nets, model, learn: str, stim, v_obs, vs, dt: float, param
                       log=None, over_budget=lambda: False):
     """Anneal the trajectory and ``nets`` (trained in place) jointly; stim [M, T] mA/cm2, v_obs and the smoothed
     vs [M, T+1] mV, params {name: [M]} (the assumed parameters, with the networks' corrections if any). Returns the
-    trajectory [M, T+1] (detached). Members whose trace is noise-free (estimated sd < 0.05 mV) keep vs."""
+    trajectory [M, T+1] (detached). Members whose trace is noise-free (estimated sd < NOISE_FREE_SD_MV) keep vs."""
     M = stim.shape[0]
     learned = nets.gates
     sigma = estimate_noise_sd(v_obs)
-    noisy = sigma >= 0.05
+    noisy = sigma >= NOISE_FREE_SD_MV
     if not bool(noisy.any()) or not cfg.trajectory_levels:
         return vs
     p = {k: torch.as_tensor(v, dtype=DT).reshape(-1).expand(M).reshape(-1, 1).detach()
@@ -52,7 +55,7 @@ def refine_trajectory(nets, model, learn: str, stim, v_obs, vs, dt: float, param
     vg = _grid()
     rows = torch.arange(M).reshape(-1, 1).expand_as(vs)
     joint = _Joint(nets, vs)
-    w_data = 1.0 / sigma.clamp_min(0.05).reshape(-1, 1) ** 2
+    w_data = 1.0 / sigma.clamp_min(NOISE_FREE_SD_MV).reshape(-1, 1) ** 2
     cap = p["cm"] * 1e-3 / dt
 
     def balance(x):
@@ -86,10 +89,7 @@ def refine_trajectory(nets, model, learn: str, stim, v_obs, vs, dt: float, param
             x = joint.x
             r, tab = balance(x)
             per = (((x - v_obs) ** 2) * w_data).mean(1) + (r ** 2).mean(1) * w_model
-            if cfg.cm_tau_floor_dt > 0:  # as in current matching: time constants resolvable by the sampling step
-                lt = torch.stack([torch.log(tab[g][1]) for g in learned], 1)
-                low = torch.relu(math.log(cfg.cm_tau_floor_dt * dt) - lt)
-                per = per + cfg.cm_tau_floor_weight * (low ** 2).mean((1, 2))
+            per = per + tau_floor_penalty(tab, learned, cfg, dt)
             per = torch.where(noisy, per, torch.zeros_like(per))
             return per, (torch.nan_to_num(per, nan=0.0, posinf=0.0) + _member_reg(nets)).sum()
 
@@ -114,9 +114,7 @@ def estimate_trajectory(nets, model, learn: str, stim, v_obs, vs, dt: float, par
     followed by current matching along the new trajectory (``cfg.trajectory_rematch``). Members with a noise-free
     trace keep their networks and trace. Returns (trace [M, T+1], known gates teacher-forced along it, its grid
     positions), as :func:`.current_matching.match_currents` does."""
-    from .current_matching import match_currents
-
-    noisy = estimate_noise_sd(v_obs) >= 0.05
+    noisy = estimate_noise_sd(v_obs) >= NOISE_FREE_SD_MV
     before, vs0 = nets.subset(list(range(nets.M))), vs
     matched = None  # (trace, known gates, positions) of the last current matching, reused when nothing changed after
     for _ in range(max(1, int(cfg.trajectory_rounds))):
