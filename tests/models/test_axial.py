@@ -2,7 +2,7 @@
 (positive di/dV, zero current at rest, the untrained module equals the plain one)."""
 import torch
 
-from neuron_hybrid.models.axial import LatentAxialCurrent
+from neuron_hybrid.models import LatentAxialCurrent
 
 
 def _trained_looking(modulated: bool, seed: int = 2) -> LatentAxialCurrent:
