@@ -11,9 +11,7 @@ the steady-state load there), and optionally the spike times on the training noi
 (soft coincidences: what Gamma measures, made continuous); (x / x_scale)^2 keeps the factors near 1.
 Validation protocols stay unseen (they judge whether the result is kept).
 """
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,17 +85,16 @@ def soft_unmatched_spikes(ref_ms, model_ms, sigma_ms: float) -> float:
     return 0.5 * ((len(ref) - k.max(1).sum()) + (len(mod) - k.max(0).sum()))
 
 
-def calibrate_conductances(model, targets, write_model_dir, config: CalibrationConfig = None, dt_ms: float = 0.025,
+def calibrate_conductances(model, targets, reduced_cell, config: CalibrationConfig = None, dt_ms: float = 0.025,
                            log=None) -> dict:
     """Fit log factors x of the conductances of `model` (a LatentAxialCurrent, changed in place) to
-    `targets` (:func:`calibration_targets`). write_model_dir(path, model): writes a loadable model directory.
+    `targets` (:func:`calibration_targets`). reduced_cell(model): a context manager giving the
+    ReducedCell that runs `model` in NEURON (``pipeline.candidate_cell``).
     Returns {"x", "residuals_before", "residuals_after" (per target: count error, voltage RMSE /
     v_scale_mV on silent steps, soft unmatched spikes on noisy currents), "evaluations"}."""
     from scipy.optimize import minimize
 
     from neuron_hybrid.datagen.run import simulate_voltage
-
-    from .reduced_cell import ReducedCell
 
     config = config or CalibrationConfig()
     w0 = model.w.detach().clone()
@@ -119,14 +116,11 @@ def calibrate_conductances(model, targets, write_model_dir, config: CalibrationC
         key = tuple(np.round(x, 12))
         if key not in seen:
             apply(x)
-            with tempfile.TemporaryDirectory(prefix="nh_cal_") as d:
-                write_model_dir(Path(d), model)
-                red = ReducedCell.load(d, name="calibration", on_out_of_range="clamp_quiet")
-                res = []
+            res = []
+            with reduced_cell(model) as red:
                 for tg in targets:
                     t, v, _, _ = simulate_voltage(red, tg.protocol, dt_ms=dt_ms)
                     res.append(residual(tg, t, v))
-                del red
             seen[key] = np.array(res)
         return seen[key]
 

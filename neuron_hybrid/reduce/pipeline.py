@@ -11,6 +11,7 @@ Steps (each resumable; intermediate files live in ``<out>/work``):
    (``.calibrate``), kept only if Gamma on the noisy validation protocols holds;
 7. export the model directory (``ReducedCell.load`` reads it) with metadata and metrics.
 """
+import contextlib
 import copy
 import hashlib
 import json
@@ -145,6 +146,16 @@ def _write_model_dir(out: Path, model, soma_desc: dict, metadata: dict) -> None:
     (out / META_FILE).write_text(json.dumps(metadata, indent=1, default=str))
 
 
+@contextlib.contextmanager
+def candidate_cell(model, soma_desc: dict, mod_dirs=(), name: str = "candidate"):
+    """The ReducedCell of a candidate axial current, from a temporary model directory (removed on exit).
+    Candidates (e.g. the linear warm start) may leave the trained voltage range: clamped without a warning."""
+    with tempfile.TemporaryDirectory(prefix=f"nh_{name}_") as d:
+        _write_model_dir(Path(d), model, soma_desc, {"format_version": FORMAT_VERSION, "cell": name,
+                                                     "mod_dirs": list(mod_dirs)})
+        yield ReducedCell.load(d, name=name, on_out_of_range="clamp_quiet")
+
+
 class NeuronValidator:
     """Closed-loop score of a model in NEURON on the validation protocols (higher is better).
 
@@ -163,17 +174,12 @@ class NeuronValidator:
     def metrics(self, model) -> list:
         from neuron_hybrid.datagen.run import simulate_voltage
 
-        with tempfile.TemporaryDirectory(prefix="nh_val_") as d:
-            meta = {"format_version": FORMAT_VERSION, "cell": "validation", "mod_dirs": self.mod_dirs}
-            _write_model_dir(Path(d), model, self.soma_desc, meta)
-            # candidates (e.g. the linear warm start) may leave the trained voltage range: clamp without a warning
-            red = ReducedCell.load(d, name="validation", on_out_of_range="clamp_quiet")
-            out = []
+        out = []
+        with candidate_cell(model, self.soma_desc, self.mod_dirs, "validation") as red:
             for tr in self.traces:
                 _, v, _, _ = simulate_voltage(red, tr.protocol_object(), dt_ms=self.dt_ms)
                 n = min(len(v), len(tr.v_soma))
                 out.append(compare_traces(tr.t[:n], tr.v_soma[:n], v[:n]))
-            del red
         return out
 
     def __call__(self, model) -> float:
@@ -200,8 +206,7 @@ def _calibrate(model, soma_desc, data, validator, config, log):
         return None
     state = copy.deepcopy(model.state_dict())
     before = validator.metrics(model)
-    meta = {"format_version": FORMAT_VERSION, "cell": "calibration", "mod_dirs": validator.mod_dirs}
-    rec = calibrate_conductances(model, targets, lambda d, m: _write_model_dir(d, m, soma_desc, meta),
+    rec = calibrate_conductances(model, targets, lambda m: candidate_cell(m, soma_desc, validator.mod_dirs, "calibration"),
                                  config.calibration, config.dt_ms, log)
     after = validator.metrics(model)
     rec["validation_noise_gamma"] = [_noise_gamma(before, data["validation"]), _noise_gamma(after, data["validation"])]

@@ -2,17 +2,14 @@
 in NEURON the calibration finds conductances back from counts made by a known model."""
 import numpy as np
 import pytest
-import torch
 
 from neuron_hybrid import cells
 from neuron_hybrid.bench.metrics import fractional_spike_count
 from neuron_hybrid.datagen.run import simulate_voltage
 from neuron_hybrid.models.axial import LatentAxialCurrent
-from neuron_hybrid.reduce import ReducedCell
 from neuron_hybrid.reduce.calibrate import (CalibrationConfig, CalibrationTarget, calibrate_conductances,
                                             calibration_targets, soft_unmatched_spikes)
-from neuron_hybrid.reduce.pipeline import _write_model_dir
-from neuron_hybrid.reduce.reduced_cell import FORMAT_VERSION
+from neuron_hybrid.reduce.pipeline import candidate_cell
 from neuron_hybrid.reduce.soma import describe_soma
 from neuron_hybrid.stimuli import OU, Step
 
@@ -66,7 +63,7 @@ def test_calibration_targets_skip_cells_that_never_fire_and_keep_the_voltage_of_
     assert silent.count == 0 and np.array_equal(silent.v_mV, v)  # silent: its voltage is the target
 
 
-def test_calibration_finds_the_conductances_back_in_neuron(h, tmp_path, mechanisms):
+def test_calibration_finds_the_conductances_back_in_neuron(h, mechanisms):
     full = cells.build("ca1_pospischil")
     desc = describe_soma(full)
     del full
@@ -76,24 +73,19 @@ def test_calibration_finds_the_conductances_back_in_neuron(h, tmp_path, mechanis
         m.set_linear(np.array([0.008, 0.004]) * np.array(scale), [0.6, 0.3], [0.0, 0.0], [1.0, 40.0])
         return m
 
-    meta = {"format_version": FORMAT_VERSION, "cell": "test", "mod_dirs": []}
-
-    def write(d, m):
-        _write_model_dir(d, m, desc, meta)
+    def reduced_cell(m):
+        return candidate_cell(m, desc)
 
     def counts(m, steps):
-        write(tmp_path / "m", m)
-        red = ReducedCell.load(tmp_path / "m")
-        out = [fractional_spike_count(*simulate_voltage(red, s)[:2], s.delay_ms + s.dur_ms) for s in steps]
-        del red
-        return np.array(out)
+        with reduced_cell(m) as red:
+            return np.array([fractional_spike_count(*simulate_voltage(red, s)[:2], s.delay_ms + s.dur_ms) for s in steps])
 
     steps = [Step(amp_nA=a, delay_ms=20.0, dur_ms=300.0, tstop_ms=330.0) for a in (0.16, 0.3)]
     true = counts(model([1.0, 1.0]), steps)
     assert true.min() >= 2, "the steps must make the soma fire"
     wrong = model([1.3, 0.8])
     targets = [CalibrationTarget(s, s.delay_ms + s.dur_ms, c) for s, c in zip(steps, true)]
-    rec = calibrate_conductances(wrong, targets, write, CalibrationConfig(max_evals=30, step=0.05))
+    rec = calibrate_conductances(wrong, targets, reduced_cell, CalibrationConfig(max_evals=30, step=0.05))
     before, after = np.abs(rec["residuals_before"]), np.abs(rec["residuals_after"])
     assert before.max() > 1.0
     assert after.max() < 0.3 * before.max()
