@@ -54,9 +54,7 @@ def _reduce_config(args):
     cfg = ReduceConfig(n_latent=args.latents, workers=args.workers, seed=args.seed, closed_loop=not args.no_closed_loop,
                        protocol_size=args.size, rheobase_nA=args.rheobase, recovery_protocols=args.recovery_protocols,
                        modulated=args.modulated)
-    cfg.teacher = replace(cfg.teacher, seed=args.seed)
     cfg.calibration = replace(cfg.calibration, enabled=args.calibrate)
-    cfg.closed_loop_config = replace(cfg.closed_loop_config, seed=args.seed)  # its random windows
     if args.epochs is not None:
         cfg.teacher = replace(cfg.teacher, epochs=args.epochs)
     if args.lbfgs_iters is not None:

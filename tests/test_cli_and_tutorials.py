@@ -34,6 +34,9 @@ def test_reduce_options_reach_the_configuration():
                                      "--lbfgs-iters", "3", "--latents", "2", "--seed", "5"])
     cfg = _reduce_config(args)
     assert (cfg.teacher.epochs, cfg.teacher.lbfgs_iters, cfg.n_latent, cfg.seed) == (7, 3, 2, 5)
+    seeded = cfg.seeded()  # what reduce() runs: one seed for every stage, from the CLI and from Python alike
+    assert (seeded.teacher.seed, seeded.closed_loop_config.seed, seeded.teacher.epochs) == (5, 5, 7)
+    assert ReduceConfig(seed=4).seeded().closed_loop_config.seed == 4
     default = _reduce_config(make_parser().parse_args(["reduce", "--cell", "ball_and_stick", "--out", "x"]))
     assert default.teacher == ReduceConfig().teacher
 

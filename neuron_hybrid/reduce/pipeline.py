@@ -18,7 +18,7 @@ import json
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,9 @@ class ReduceConfig:
     n_latent: latents of the axial current; tau_min_init_ms/tau_max_init_ms: their initial time
     constants (log-spaced); width/depth: the rates MLP; protocol_size: "standard" or "small";
     closed_loop: run stage 2 (BPTT in the twin); eval_every: teacher-forcing epochs between
-    closed-loop evaluations in NEURON (checkpoint selection); workers: data-generation processes.
+    closed-loop evaluations in NEURON (checkpoint selection); workers: data-generation processes;
+    seed: seeds every stochastic stage (the model's initial weights, teacher forcing, the closed-loop
+    windows: ``reduce`` runs :meth:`seeded`).
     """
 
     n_latent: int = 4
@@ -84,6 +86,11 @@ class ReduceConfig:
     #: (README)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     threads: int = 2
+
+    def seeded(self) -> "ReduceConfig":
+        """A copy whose teacher-forcing and closed-loop seeds are ``seed`` (one seed for the whole run)."""
+        return replace(self, teacher=replace(self.teacher, seed=self.seed),
+                       closed_loop_config=replace(self.closed_loop_config, seed=self.seed))
 
 
 def _log_default(msg):
@@ -230,7 +237,7 @@ def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dir
     from neuron_hybrid.datagen import generate, read_traces
     from neuron_hybrid.stimuli import save_protocols
 
-    config = config or ReduceConfig()
+    config = (config or ReduceConfig()).seeded()
     torch.set_num_threads(config.threads)
     out = Path(out_dir)
     work = out / "work"
