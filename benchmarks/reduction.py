@@ -82,6 +82,7 @@ def main(argv=None):
         s = r["summary"]
         print(f"seed {r['seed']}: Gamma noise {s['gamma_noise']:.2f}, steps/ramps {s['gamma_long_steps_and_ramps']:.2f}, "
               f"count err {s['max_abs_spike_count_error_steps']}, subthr {s['subthreshold_rmse_mV']:.2f} mV, "
+              f"Gamma somatic synapses {s.get('gamma_synaptic', float('nan')):.2f}, "
               f"speed-up {s['speedup']:.0f}x, targets {'reached' if r['reached_targets'] else 'missed'}, "
               f"reduce {r['reduce_seconds']:.0f} s")
     print("fraction of seeds meeting each goal: " + ", ".join(f"{g} {f:.2f}" for g, f in

@@ -10,9 +10,19 @@ add the dendrites' steady-state load, which current clamp only samples in passin
 noise 0.76 -> 0.91, step spike-count error 30 -> 5). The test set uses other amplitudes, longer steps,
 other noise seeds and time constants and another ramp slope, so nothing in it was seen in training.
 """
+import dataclasses
+import math
 from dataclasses import dataclass
 
-from neuron_hybrid.stimuli import OU, Composite, Ramp, Step, VoltageStep
+from neuron_hybrid.stimuli import OU, Composite, Ramp, Step, Synaptic, VoltageStep
+
+
+def exp2syn_charge_per_event(tau1_ms: float, tau2_ms: float) -> float:
+    """Integral over time of one ``Exp2Syn`` event's conductance per unit weight (ms; NEURON normalises the
+    peak of tau2-tau1 difference of exponentials to the NetCon weight)."""
+    t_peak = tau1_ms * tau2_ms / (tau2_ms - tau1_ms) * math.log(tau2_ms / tau1_ms)
+    factor = 1.0 / (math.exp(-t_peak / tau2_ms) - math.exp(-t_peak / tau1_ms))
+    return factor * (tau2_ms - tau1_ms)
 
 
 @dataclass
@@ -43,6 +53,24 @@ class ProtocolScale:
         tstop = self.delay_ms + (n - 1) * period + width_ms + tail_ms
         return Composite(tuple(Step(amp_nA=round(k * self.rheobase_nA, 6), delay_ms=round(self.delay_ms + j * period, 6),
                                     dur_ms=width_ms, tstop_ms=tstop) for j in range(n)), tstop_ms=tstop)
+
+    def synaptic(self, exc_k: float, seed: int, dur_ms: float = 2000.0, n_exc: int = 100, rate_exc_hz: float = 10.0,
+                 n_inh: int = 25, rate_inh_hz: float = 20.0, inh_to_exc_conductance: float = 0.5):
+        """Poisson-driven ``Exp2Syn`` conductances on the soma (``somatic`` sections): a conductance input, where
+        every other protocol injects current. The excitatory weight (uS) makes the mean excitatory current at
+        rest ``exc_k`` x rheobase; the mean inhibitory conductance is ``inh_to_exc_conductance`` x the
+        excitatory one (E_exc 0 mV, E_inh -80 mV; needs ``v_rest_mV``)."""
+        if self.v_rest_mV is None:
+            raise ValueError("synaptic protocols need the cell's resting potential (ProtocolScale.v_rest_mV)")
+        base = Synaptic(tstop_ms=self.delay_ms + dur_ms, seed=seed, n_exc=n_exc, n_inh=n_inh, rate_exc_hz=rate_exc_hz,
+                        rate_inh_hz=rate_inh_hz, delay_ms=self.delay_ms, dur_ms=dur_ms, section_lists=("somatic",))
+        g_exc_uS = exc_k * self.rheobase_nA / (base.e_exc_mV - self.v_rest_mV)
+        events_exc = n_exc * rate_exc_hz / 1000.0  # per ms
+        events_inh = n_inh * rate_inh_hz / 1000.0
+        w_exc = g_exc_uS / (events_exc * exp2syn_charge_per_event(base.tau1_exc_ms, base.tau2_exc_ms))
+        w_inh = inh_to_exc_conductance * g_exc_uS / (events_inh * exp2syn_charge_per_event(base.tau1_inh_ms,
+                                                                                            base.tau2_inh_ms))
+        return dataclasses.replace(base, weight_exc_uS=round(w_exc, 9), weight_inh_uS=round(w_inh, 9))
 
     def ramp(self, end_k: float, dur_ms: float):
         return Ramp(amp_start_nA=0.0, amp_end_nA=round(end_k * self.rheobase_nA, 6), delay_ms=self.delay_ms,
@@ -89,18 +117,22 @@ def validation_protocols(scale: ProtocolScale, size: str = "standard"):
 
 
 def held_out_protocols(scale: ProtocolScale, size: str = "standard"):
-    """Held-out protocols of the benchmark: other amplitudes, longer steps, other noise, another ramp."""
+    """Held-out protocols of the benchmark: other amplitudes, longer steps, other noise, another ramp, and (when
+    ``scale.v_rest_mV`` is known) somatic synaptic conductances, a kind of input never used in training."""
+    synaptic = scale.v_rest_mV is not None
     if size == "small":
-        return [scale.step(1.0, 200), scale.step(-0.8, 150), scale.ou(0.65, 0.7, 10.0, seed=202, dur_ms=300)]
+        return [scale.step(1.0, 200), scale.step(-0.8, 150), scale.ou(0.65, 0.7, 10.0, seed=202, dur_ms=300),
+                *([scale.synaptic(1.5, seed=203, dur_ms=300.0)] if synaptic else [])]
     return [
         scale.step(1.1, 2000), scale.step(1.3, 2000), scale.step(1.6, 2000), scale.step(-1.0, 1000),
         scale.ou(0.8, 0.5, 5.0, seed=11, dur_ms=2000), scale.ou(0.7, 0.6, 10.0, seed=12, dur_ms=2000),
         scale.ou(0.9, 0.4, 3.0, seed=13, dur_ms=2000), scale.ramp(1.6, 1500.0),
+        *([scale.synaptic(1.5, seed=21), scale.synaptic(2.0, seed=22)] if synaptic else []),
     ]
 
 
 def protocol_kind(protocol) -> str:
-    """'step' (depolarising, >= 1 s: 'long_step'), 'hyperpolarizing', 'noise' or 'ramp' (for reports)."""
+    """'step' (depolarising, >= 1 s: 'long_step'), 'hyperpolarizing', 'noise', 'ramp' or 'synaptic' (for reports)."""
     d = protocol.to_dict()
     if d["type"] == "step":
         if d["amp_nA"] < 0:

@@ -125,7 +125,10 @@ def test_benchmark_report_with_reference_ceiling(reduced_dir, tmp_path):
         # ... and the reduced cell is within the 1 mV of the full one
         assert r["subthreshold_rmse_mV"] < 1.0
         assert not r["runaway"]
+    # somatic synapses (conductance input, never trained on) are among the held-out protocols
+    assert [r["kind"] for r in out["protocols"]].count("synaptic") == 1
     s = out["summary"]
     assert s["ceiling_gamma_noise"] == 1.0 and s["runaway_protocols"] == 0
+    assert s["subthreshold_rmse_synaptic_mV"] < 1.0 and s["gamma_synaptic"] == 1.0  # passive: no spikes
     assert s["full_s_per_s"] > 0 and s["reduced_s_per_s"] > 0 and s["soma_s_per_s"] > 0
     assert "Reference ceiling" in (report / "report.md").read_text()
