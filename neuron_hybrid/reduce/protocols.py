@@ -8,7 +8,8 @@ currents at three time constants. On ca1_pospischil, replacing four of five long
 steps and adding OU currents raised held-out Gamma on noise from about 0.3 to 0.6-0.8. Somatic voltage-clamp steps below and near threshold
 add the dendrites' steady-state load, which current clamp only samples in passing (ca1: Gamma on
 noise 0.76 -> 0.91, step spike-count error 30 -> 5). The test set uses other amplitudes, longer steps,
-other noise seeds and time constants and another ramp slope, so nothing in it was seen in training.
+other noise seeds and time constants, another ramp slope and Poisson-driven synaptic conductances on
+the soma (a kind of input absent from training), so nothing in it was seen in training.
 """
 import dataclasses
 import math
