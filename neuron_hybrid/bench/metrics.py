@@ -71,6 +71,26 @@ def subthreshold_mask(t_ms, spikes_a, spikes_b, before_ms: float = 2.0, after_ms
     return mask
 
 
+def longest_depolarised_ms(t_ms, v_mV, above_mV: float = -30.0) -> float:
+    """Longest stretch (ms) of uninterrupted V > above_mV: ~1 ms per action potential, the whole stretch
+    where a cell is held depolarised (depolarisation block, a stuck fixed point)."""
+    t = np.asarray(t_ms, dtype=float)
+    up = np.asarray(v_mV, dtype=float) > above_mV
+    if not up.any():
+        return 0.0
+    edges = np.diff(np.concatenate([[0], up.astype(np.int8), [0]]))
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    dt = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    return float(((ends - starts) * dt).max())
+
+
+def stuck_depolarised(t_ms, v_ref, v_model, above_mV: float = -30.0, min_ms: float = 50.0) -> bool:
+    """True if the model stays above above_mV for over min_ms and over twice as long as the reference ever
+    does: the model left for a depolarised state (e.g. block) that the reference does not enter."""
+    ref, mod = longest_depolarised_ms(t_ms, v_ref, above_mV), longest_depolarised_ms(t_ms, v_model, above_mV)
+    return bool(mod > max(min_ms, 2.0 * ref))
+
+
 def compare_traces(t_ms, v_ref, v_model, delta_ms: float = 2.0, threshold_mV: float = 0.0) -> dict:
     """All scalar comparison metrics of one protocol (reference = full cell)."""
     t = np.asarray(t_ms, dtype=float)
@@ -83,6 +103,7 @@ def compare_traces(t_ms, v_ref, v_model, delta_ms: float = 2.0, threshold_mV: fl
     sub = float(np.sqrt(np.mean((v_ref[mask] - v_model[mask]) ** 2))) if mask.any() else float("nan")
     latency = float(s_mod[0] - s_ref[0]) if len(s_ref) and len(s_mod) else float("nan")
     finite = np.isfinite(v_model)
+    stuck = stuck_depolarised(t, v_ref, np.where(finite, v_model, 0.0))
     return {
         "n_spikes_ref": int(len(s_ref)),
         "n_spikes_model": int(len(s_mod)),
@@ -92,7 +113,9 @@ def compare_traces(t_ms, v_ref, v_model, delta_ms: float = 2.0, threshold_mV: fl
         "subthreshold_rmse_mV": sub,
         "subthreshold_fraction": float(mask.mean()),
         "max_abs_v_model_mV": float(np.nanmax(np.abs(v_model))) if finite.any() else float("inf"),
-        "runaway": bool((~finite).any() or np.nanmin(v_model) < -120.0 or np.nanmax(v_model) > 80.0),
+        "stuck_depolarised": stuck,
+        # a run the model cannot recover from: non-finite, outside [-120, 80] mV, or held depolarised
+        "runaway": bool((~finite).any() or np.nanmin(v_model) < -120.0 or np.nanmax(v_model) > 80.0 or stuck),
         "spike_times_ref_ms": s_ref.tolist(),
         "spike_times_model_ms": s_mod.tolist(),
     }

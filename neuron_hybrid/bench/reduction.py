@@ -264,7 +264,8 @@ def _write_markdown(report: Path, out) -> None:
         d = r["protocol"]
         desc = ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("tstop_ms",))
         ef, er = r["efel_full"], r["efel_reduced"]
-        lines.append(f"| {desc} | {r['kind']} | {r['n_spikes_ref']} | {r['n_spikes_model']} | {_fmt(r['gamma'])} | "
+        kind = r["kind"] + (" (stuck depolarised)" if r.get("stuck_depolarised") else " (RUNAWAY)" if r["runaway"] else "")
+        lines.append(f"| {desc} | {kind} | {r['n_spikes_ref']} | {r['n_spikes_model']} | {_fmt(r['gamma'])} | "
                      f"{_fmt(r['first_spike_latency_error_ms'], 1)} | {_fmt(r['subthreshold_rmse_mV'])} | "
                      f"{_fmt(ef['AP_amplitude'], 1)}/{_fmt(er['AP_amplitude'], 1)} | {_fmt(ef['AHP_depth'], 1)}/{_fmt(er['AHP_depth'], 1)} | "
                      f"{_fmt(ef['ISI_CV'])}/{_fmt(er['ISI_CV'])} |")
