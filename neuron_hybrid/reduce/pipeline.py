@@ -31,6 +31,7 @@ from neuron_hybrid.datagen.run import resting_potential_mV
 from neuron_hybrid.models.axial import LatentAxialCurrent
 from neuron_hybrid.runtime import export, load_mechanisms
 from neuron_hybrid.train.closed_loop import ClosedLoopConfig, train_closed_loop
+from neuron_hybrid.twin import SomaTwin
 from neuron_hybrid.train.teacher import (Sequence, TeacherConfig, current_rmse, make_batch, train_teacher_forced,
                                          warm_start)
 
@@ -302,6 +303,11 @@ def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dir
     model = LatentAxialCurrent(n_latent=K, v_min=v_min, v_max=v_max, e0_mV=v_rest, tau_init_ms=taus,
                                width=config.width, depth=config.depth, seed=config.seed, v_rest_mV=v_rest,
                                modulated=config.modulated)
+    no_twin = SomaTwin.missing_mechanisms(soma_desc) if config.closed_loop else []
+    if no_twin:  # said before the long teacher-forcing stage, not after it
+        log(f"closed loop will be skipped: the soma's {', '.join(no_twin)} ha{'s' if len(no_twin) == 1 else 've'} no "
+            "definition in neuron_hybrid.channels for the torch twin (teacher forcing, the checkpoint selection and "
+            "calibration run in NEURON and are unaffected)")
     t0 = time.perf_counter()
     lin = warm_start(model, train_seqs)
     log(f"linear warm start: current RMSE {lin['rmse_nA']:.4f} nA, instantaneous conductance {lin['w0_used']:.4f} uS")
@@ -313,9 +319,9 @@ def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dir
     log(f"teacher forcing: current RMSE {rmse_tf:.4f} nA, validation score {teacher_hist.get('best_score', float('nan')):.3f} "
         f"(linear start {score_linear:.3f}), {teacher_hist['seconds']:.0f} s")
     cl_hist = None
-    if config.closed_loop:
-        from neuron_hybrid.twin import SomaTwin
-
+    if config.closed_loop and no_twin:
+        cl_hist = {"skipped": f"no torch definition of the soma mechanism(s) {', '.join(no_twin)}"}
+    elif config.closed_loop:
         twin = SomaTwin(soma_desc, learned=model)
         grid = torch.arange(model.v_min, model.v_max + 0.05, 0.1, dtype=torch.float64)
         # the twin is current-clamped: voltage-clamp traces have no current stimulus to replay
@@ -355,8 +361,9 @@ def reduce(cell, out_dir, config: ReduceConfig = None, cell_params=None, mod_dir
             "teacher": {"epochs": len(teacher_hist["loss"]), "seconds": teacher_hist["seconds"],
                         "scores": teacher_hist.get("score", [])},
             "calibration": cal,
-            "closed_loop": None if cl_hist is None else {"iterations": cl_hist["iterations"], "seconds": cl_hist["seconds"],
-                                                         "scores": cl_hist["score"], "best_score": cl_hist["best_score"]},
+            "closed_loop": None if cl_hist is None else cl_hist if "skipped" in cl_hist else {
+                "iterations": cl_hist["iterations"], "seconds": cl_hist["seconds"], "scores": cl_hist["score"],
+                "best_score": cl_hist["best_score"]},
             "data_seconds": t_data,
             "train_seconds": t_train,
             "total_seconds": time.perf_counter() - t_start,

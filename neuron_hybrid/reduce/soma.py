@@ -52,13 +52,15 @@ def describe_soma(cell) -> dict:
             key = f.format(ion=ion)
             if hasattr(h, key):
                 ion_globals[key] = float(getattr(h, key))
+    # rate tables of mechanisms that have them (e.g. built-in hh): on or off for the whole session
+    usetable = {name: float(getattr(h, f"usetable_{name}")) for name in mechs if hasattr(h, f"usetable_{name}")}
     pt3d = [[soma.x3d(i), soma.y3d(i), soma.z3d(i), soma.diam3d(i)] for i in range(int(soma.n3d()))]
     return {
         "name": soma.name(),
         "pt3d_um": pt3d,
         "L_um": float(soma.L), "diam_um": float(soma.diam), "area_um2": float(seg.area()),
         "cm_uF_per_cm2": float(seg.cm), "Ra_ohm_cm": float(soma.Ra),
-        "mechanisms": mechs, "ions": ions, "ion_globals": ion_globals,
+        "mechanisms": mechs, "ions": ions, "ion_globals": ion_globals, "usetable": usetable,
         "celsius_degC": float(h.celsius),
         "v_init_mV": float(cell.v_init_mV) if cell.v_init_mV is not None else -65.0,
     }
@@ -87,6 +89,8 @@ def build_soma(desc: dict, name: str = "soma"):
             setattr(sec(0.5), pname, value)
     for key, value in desc.get("ion_globals", {}).items():
         setattr(h, key, value)
+    for mech, value in desc.get("usetable", {}).items():
+        setattr(h, f"usetable_{mech}", value)
     seg = sec(0.5)
     for ion, vals in desc["ions"].items():
         for field, value in vals.items():

@@ -20,6 +20,7 @@ import torch
 
 from neuron_hybrid import channels as chlib
 from neuron_hybrid.channels import Pool, nernst
+from neuron_hybrid.channels.core import cnexp_step
 
 
 @dataclass
@@ -46,8 +47,66 @@ def _strip(params: dict, suffix: str) -> dict:
     return {(k[: -len(tail)] if k.endswith(tail) else k): float(v) for k, v in params.items()}
 
 
+#: NEURON built-ins: the definition the twin uses for each, and the rate TABLE of the built-in's MOD file
+#: (``FROM lo TO hi WITH n``, mV), used while ``usetable_<suffix>`` is 1 (NEURON's default)
+BUILTIN_ALIASES = {"hh": ("hh_nh", (-100.0, 100.0, 200))}
+
+
+class TabulatedRates:
+    """A channel whose x_inf and tau are read from NEURON's rate table: the rates at ``n + 1`` voltages from
+    ``lo`` to ``hi`` mV, linearly interpolated, the end values beyond them (as nocmodl's TABLE code does).
+    Everything else is the wrapped channel's. Built-in hh's 1 mV table moves its spikes by several ms within
+    60 ms of firing relative to the exact rates, so the twin must step with the same table."""
+
+    def __init__(self, channel, lo_mV: float, hi_mV: float, n: int):
+        self.channel, self.lo, self.hi, self.n = channel, float(lo_mV), float(hi_mV), int(n)
+
+    def __getattr__(self, name):
+        return getattr(self.channel, name)
+
+    def rates(self, v, **kwargs):
+        v = torch.as_tensor(v, dtype=torch.float64)
+        grid = torch.linspace(self.lo, self.hi, self.n + 1, dtype=torch.float64)
+        table = self.channel.rates(grid, **kwargs)
+        x = ((v - self.lo) * (self.n / (self.hi - self.lo))).clamp(0.0, float(self.n))
+        i = x.floor().long().clamp(max=self.n - 1)
+        theta = x - i
+        return {g: tuple(torch.broadcast_to(t, grid.shape)[i] * (1 - theta) + torch.broadcast_to(t, grid.shape)[i + 1]
+                         * theta for t in pair) for g, pair in table.items()}
+
+    def steady_state(self, v, **kwargs):
+        return {g: xinf for g, (xinf, _) in self.rates(v, **kwargs).items()}
+
+    def time_constant(self, v, **kwargs):
+        return {g: tau for g, (_, tau) in self.rates(v, **kwargs).items()}
+
+    def step(self, states, v, dt, **kwargs):
+        """One cnexp step of every gate with the tabulated rates (cf. ``Channel.step``)."""
+        return {g: cnexp_step(states[g], xinf, tau, dt) for g, (xinf, tau) in self.rates(v, **kwargs).items()}
+
+
+def _definition(name: str, usetable: dict = None):
+    """The twin's definition of the soma mechanism ``name`` (KeyError if ``neuron_hybrid.channels`` lacks it)."""
+    if name not in BUILTIN_ALIASES:
+        return chlib.get(name)
+    alias, table = BUILTIN_ALIASES[name]
+    mech = chlib.get(alias)
+    return TabulatedRates(mech, *table) if (usetable or {}).get(name, 1.0) else mech
+
+
 class SomaTwin:
     """Torch model of the soma described by `soma_desc` (dict from describe_soma)."""
+
+    @staticmethod
+    def missing_mechanisms(soma_desc: dict) -> list:
+        """The soma's mechanisms that have no definition in ``neuron_hybrid.channels`` (the twin needs all)."""
+        missing = []
+        for name in soma_desc["mechanisms"]:
+            try:
+                _definition(name)
+            except KeyError:
+                missing.append(name)
+        return missing
 
     def __init__(self, soma_desc: dict, learned=None):
         self.desc = soma_desc
@@ -58,7 +117,7 @@ class SomaTwin:
         self.channels, self.pools = [], []
         for name, params in soma_desc["mechanisms"].items():
             try:
-                mech = chlib.get(name)
+                mech = _definition(name, soma_desc.get("usetable"))
             except KeyError:
                 raise KeyError(f"the soma mechanism {name!r} has no definition in neuron_hybrid.channels; the torch "
                                "twin needs every somatic mechanism defined there") from None

@@ -48,9 +48,12 @@ def test_hoc_template_with_its_mod_file_reduces_and_benchmarks(tmp_path):
     (tmp_path / "cell.hoc").write_text(BALL_STICK_HOC)
     res = _cli("reduce", "--hoc", "cell.hoc", "--template", "BallStickNH", "--template-arg", "0.0002",
                "--mod-dir", "mods", "--out", "model", "--size", "small", "--latents", "2", "--epochs", "60",
-               "--lbfgs-iters", "20", "--no-closed-loop", "--workers", "1", cwd=tmp_path)
+               "--lbfgs-iters", "20", "--workers", "1", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     meta = json.loads((tmp_path / "model" / "metadata.json").read_text())
+    # the torch twin cannot step a user's mechanism: the (optional) closed loop is skipped, said before training
+    assert "closed loop will be skipped: the soma's userleak has no definition" in res.stdout + res.stderr
+    assert meta["training"]["closed_loop"] == {"skipped": "no torch definition of the soma mechanism(s) userleak"}
     assert meta["cell"] == "BallStickNH"
     assert meta["cell_source"] == {"kind": "hoc", "path": str(tmp_path / "cell.hoc"), "template": "BallStickNH",
                                    "args": [0.0002], "mod_dirs": [str(tmp_path / "mods")]}

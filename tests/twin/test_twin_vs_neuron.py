@@ -32,7 +32,7 @@ def _neuron_run(h, desc, protocol, learned_file=None):
     return out
 
 
-@pytest.fixture(scope="module", params=["ca1_pospischil", "l5pc_hay2011"])
+@pytest.fixture(scope="module", params=["ca1_pospischil", "l5pc_hay2011", "ball_and_stick"])
 def soma_desc(request, mechanisms):
     cell = cells.build(request.param)
     desc = describe_soma(cell)
@@ -41,13 +41,35 @@ def soma_desc(request, mechanisms):
 
 
 def test_soma_only_twin_matches_neuron(h, soma_desc):
-    amp = 0.05 if "pospischil" in soma_desc["name"] else 0.3
+    # ball_and_stick's soma has NEURON's built-in hh (with its rate tables); the twin uses the table-free hh_nh
+    amp = {"ca1_pospischil": 0.05, "ball_and_stick": 0.1}.get(soma_desc["name"], 0.3)
     v, i_stim, _ = _neuron_run(h, soma_desc, Step(amp_nA=amp, delay_ms=5, dur_ms=60, tstop_ms=80))
     assert np.sum(np.diff((v > 0).astype(int)) == 1) >= 2, "the soma alone must spike"
     twin = SomaTwin(soma_desc)
     with torch.no_grad():
         vt = twin.run(twin.rest_state(torch.tensor([v[0]])), torch.tensor(i_stim[1:]).unsqueeze(0), 0.025)[0].numpy()
     assert np.abs(vt - v).max() < 0.5
+
+
+@pytest.mark.parametrize("usetable", [1.0, 0.0])
+def test_builtin_hh_twin_steps_with_neurons_rate_table(h, mechanisms, usetable):
+    """NEURON's built-in hh reads its rates from a 1 mV TABLE unless usetable_hh = 0; the twin follows either way,
+    to rounding (the exact rates alone put spikes ms apart within 60 ms of firing)."""
+    old = h.usetable_hh
+    try:
+        h.usetable_hh = usetable
+        cell = cells.build("ball_and_stick")
+        desc = describe_soma(cell)
+        del cell
+        assert desc["mechanisms"].keys() == {"hh"} and desc["usetable"] == {"hh": usetable}
+        v, i_stim, _ = _neuron_run(h, desc, Step(amp_nA=0.1, delay_ms=5, dur_ms=60, tstop_ms=80))
+        assert np.sum(np.diff((v > 0).astype(int)) == 1) >= 3
+        twin = SomaTwin(desc)
+        with torch.no_grad():
+            vt = twin.run(twin.rest_state(torch.tensor([v[0]])), torch.tensor(i_stim[1:]).unsqueeze(0), 0.025)[0]
+        assert np.abs(vt.numpy() - v).max() < 1e-6
+    finally:
+        h.usetable_hh = old
 
 
 @pytest.mark.parametrize("modulated", [False, True])
