@@ -12,18 +12,10 @@ other noise seeds and time constants, another ramp slope and Poisson-driven syna
 the soma (a kind of input absent from training), so nothing in it was seen in training.
 """
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from neuron_hybrid.stimuli import OU, Composite, Ramp, Step, Synaptic, VoltageStep
-
-
-def exp2syn_charge_per_event(tau1_ms: float, tau2_ms: float) -> float:
-    """Integral over time of one ``Exp2Syn`` event's conductance per unit weight (ms; NEURON normalises the
-    peak of tau2-tau1 difference of exponentials to the NetCon weight)."""
-    t_peak = tau1_ms * tau2_ms / (tau2_ms - tau1_ms) * math.log(tau2_ms / tau1_ms)
-    factor = 1.0 / (math.exp(-t_peak / tau2_ms) - math.exp(-t_peak / tau1_ms))
-    return factor * (tau2_ms - tau1_ms)
+from neuron_hybrid.stimuli.synaptic import exp2syn_charge_per_event
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Poisson-driven Exp2Syn barrages on dendrites (excitatory and inhibitory)."""
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -26,6 +27,14 @@ def _weak_callback(handle):
             hd._queue_events()
 
     return callback
+
+
+def exp2syn_charge_per_event(tau1_ms: float, tau2_ms: float) -> float:
+    """Integral over time of one ``Exp2Syn`` event's conductance per unit weight (ms; NEURON normalises the
+    peak of tau2-tau1 difference of exponentials to the NetCon weight)."""
+    t_peak = tau1_ms * tau2_ms / (tau2_ms - tau1_ms) * math.log(tau2_ms / tau1_ms)
+    factor = 1.0 / (math.exp(-t_peak / tau2_ms) - math.exp(-t_peak / tau1_ms))
+    return factor * (tau2_ms - tau1_ms)
 
 
 @register_protocol

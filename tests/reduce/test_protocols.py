@@ -60,7 +60,7 @@ def test_synaptic_protocol_delivers_the_mean_excitatory_current_it_was_scaled_to
     """ProtocolScale.synaptic sets the weights from the Exp2Syn event integral: clamp a soma at rest and the
     recorded mean excitatory synaptic current over the window is exc_k x rheobase (an independent check of
     the normalisation against NEURON's own Exp2Syn)."""
-    from neuron_hybrid.reduce.protocols import exp2syn_charge_per_event
+    from neuron_hybrid.stimuli.synaptic import exp2syn_charge_per_event
 
     # one event of unit weight: integral of NEURON's Exp2Syn conductance
     soma = h.Section(name="syn_check_soma")
