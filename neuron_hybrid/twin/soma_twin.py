@@ -60,19 +60,29 @@ class TabulatedRates:
 
     def __init__(self, channel, lo_mV: float, hi_mV: float, n: int):
         self.channel, self.lo, self.hi, self.n = channel, float(lo_mV), float(hi_mV), int(n)
+        self._tables = {}  # the table per set of plain-number arguments (celsius, ...): built once, not per step
 
     def __getattr__(self, name):
         return getattr(self.channel, name)
 
+    def _table(self, kwargs):
+        key = tuple(sorted(kwargs.items())) if all(v is None or isinstance(v, (int, float)) for v in kwargs.values()) \
+            else None  # tensor arguments (differentiable parameters): rebuilt each call
+        if key is not None and key in self._tables:
+            return self._tables[key]
+        grid = torch.linspace(self.lo, self.hi, self.n + 1, dtype=torch.float64)
+        table = {g: tuple(torch.broadcast_to(t, grid.shape) for t in pair)
+                 for g, pair in self.channel.rates(grid, **kwargs).items()}
+        if key is not None:
+            self._tables[key] = table
+        return table
+
     def rates(self, v, **kwargs):
         v = torch.as_tensor(v, dtype=torch.float64)
-        grid = torch.linspace(self.lo, self.hi, self.n + 1, dtype=torch.float64)
-        table = self.channel.rates(grid, **kwargs)
         x = ((v - self.lo) * (self.n / (self.hi - self.lo))).clamp(0.0, float(self.n))
         i = x.floor().long().clamp(max=self.n - 1)
         theta = x - i
-        return {g: tuple(torch.broadcast_to(t, grid.shape)[i] * (1 - theta) + torch.broadcast_to(t, grid.shape)[i + 1]
-                         * theta for t in pair) for g, pair in table.items()}
+        return {g: tuple(t[i] * (1 - theta) + t[i + 1] * theta for t in pair) for g, pair in self._table(kwargs).items()}
 
     def steady_state(self, v, **kwargs):
         return {g: xinf for g, (xinf, _) in self.rates(v, **kwargs).items()}
@@ -115,12 +125,12 @@ class SomaTwin:
         self.cm = float(soma_desc["cm_uF_per_cm2"])
         self.celsius = float(soma_desc["celsius_degC"])
         self.channels, self.pools = [], []
+        missing = self.missing_mechanisms(soma_desc)
+        if missing:
+            raise KeyError(f"the soma mechanism(s) {', '.join(map(repr, missing))} have no definition in "
+                           "neuron_hybrid.channels; the torch twin needs every somatic mechanism defined there")
         for name, params in soma_desc["mechanisms"].items():
-            try:
-                mech = _definition(name, soma_desc.get("usetable"))
-            except KeyError:
-                raise KeyError(f"the soma mechanism {name!r} has no definition in neuron_hybrid.channels; the torch "
-                               "twin needs every somatic mechanism defined there") from None
+            mech = _definition(name, soma_desc.get("usetable"))
             p = _strip(params, name)
             if isinstance(mech, Pool):
                 self.pools.append((mech, p))
