@@ -54,7 +54,8 @@ def _reduce_config(args):
     cfg = ReduceConfig(n_latent=args.latents, workers=args.workers, seed=args.seed, closed_loop=not args.no_closed_loop,
                        protocol_size=args.size, rheobase_nA=args.rheobase, recovery_protocols=args.recovery_protocols,
                        modulated=args.modulated)
-    cfg.calibration = replace(cfg.calibration, enabled=args.calibrate)
+    if args.calibrate:
+        cfg.calibration = replace(cfg.calibration, enabled=True, parameters=args.calibrate)
     if args.epochs is not None:
         cfg.teacher = replace(cfg.teacher, epochs=args.epochs)
     if args.lbfgs_iters is not None:
@@ -150,9 +151,11 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--lbfgs-iters", type=int, default=None,
                    help="teacher-forcing L-BFGS iterations after Adam (default 400; fewer trade accuracy for time)")
     r.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop (BPTT) stage")
-    r.add_argument("--calibrate", action="store_true",
-                   help="last stage: fit the conductances in NEURON to the training steps' spike counts (and the "
-                        "voltage of their silent steps); kept if Gamma on the noisy validation protocols holds")
+    r.add_argument("--calibrate", nargs="?", const="conductances", default=None,
+                   choices=["conductances", "spike_drive", "both"],
+                   help="last stage: fit the conductances (default) or the slow latents' spike drive (which leaves "
+                        "subthreshold voltages as trained), or both, in NEURON to the training steps' spike counts "
+                        "(and the voltage of their silent steps); kept if Gamma on the noisy validation protocols holds")
     r.add_argument("--modulated", action="store_true",
                    help="conductances of the axial current set by its latents (LatentAxialCurrent(modulated=True))")
     r.add_argument("--size", choices=["standard", "small"], default="standard", help="protocol set size")

@@ -33,3 +33,16 @@ def test_every_command_reports_user_errors_the_same_way(argv, message, tmp_path,
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_reduce_calibrate_option_picks_what_the_calibration_fits():
+    from neuron_hybrid.cli import _reduce_config, make_parser
+
+    base = ["reduce", "--cell", "ca1_pospischil", "--out", "m"]
+    assert not _reduce_config(make_parser().parse_args(base)).calibration.enabled
+    for extra, what in ((["--calibrate"], "conductances"), (["--calibrate", "spike_drive"], "spike_drive"),
+                        (["--calibrate", "both"], "both")):
+        cal = _reduce_config(make_parser().parse_args(base + extra)).calibration
+        assert cal.enabled and cal.parameters == what
+    with pytest.raises(SystemExit):
+        make_parser().parse_args(base + ["--calibrate", "time_constants"])

@@ -3,7 +3,7 @@
     I_ax(V, z) = sum_k g_k (V - z_k),        g_k = w_k^2 >= 0 (uS)
     with modulation: g_k -> g_k (1 + tanh(b_k) tanh(sum_j M_jk z_j / s_mod)),  sum_j M_jk = 0
     dz_k/dt = (z_inf,k(V) - z_k) / tau_k(V)
-    z_inf,k(V) = E0 + a_k (V - E0) + c_k + s_inf * MLP(V)_k                  (mV)
+    z_inf,k(V) = E0 + a_k (V - E0) + c_k + s_inf * MLP(V)_k + d_k sigma((V - V_s) / s)   (mV)
     tau_k(V) = tau_min + exp(log_tau0_k + r * tanh(MLP(V)_{K+k} / r))        (ms)
 
 Each latent is a voltage the soma sees through a positive conductance, like a dendritic
@@ -11,6 +11,11 @@ compartment behind an axial resistance; the linear parts (a_k, c_k, tau0_k) carr
 linear filter-bank fit, the MLP (1-W-...-W-2K, tanh, last layer zero at start) the nonlinearity of
 the active dendrites. The current is linear in V, so NEURON's implicit step treats sum g_k exactly,
 which keeps the closed loop stable. A new module has g = 0: the untrained hybrid equals the plain soma.
+
+The spike drive d_k (mV; 0 unless calibrated, ``neuron_hybrid.reduce.calibrate``) moves z_inf only
+above V_s = -25 mV (slope s = 2.5 mV; sigma = 4.5e-5 at -50 mV), i.e. during spikes: it sets how far
+each spike pushes the latents (the charge the dendrites take up per spike, which sets the firing
+rate on long steps) and leaves every subthreshold trajectory as trained.
 
 Modulation (optional) lets the latents set the conductances: active dendrites draw a load whose
 conductance depends on their state (after a train of spikes it differs from after one), which
@@ -44,6 +49,8 @@ class LatentAxialCurrent(nn.Module):
     anchored: bool
     v_rest_mV: float
     modulated: bool
+    spike_gate_mV: float
+    spike_gate_slope_mV: float
 
     def __init__(self, n_latent: int = 4, v_min: float = -110.0, v_max: float = 60.0, e0_mV: float = -70.0,
                  tau_init_ms=None, width: int = 32, depth: int = 2, tau_min_ms: float = 0.05,
@@ -77,6 +84,8 @@ class LatentAxialCurrent(nn.Module):
         with torch.no_grad():
             self.net[-1].weight.zero_()
             self.net[-1].bias.zero_()
+        self.spike_gate_mV, self.spike_gate_slope_mV = -25.0, 2.5
+        self.register_buffer("spike_dz", torch.zeros(K, dtype=torch.float64))  # spike drive d_k (mV)
         self.modulated = bool(modulated)
         self.s_mod = float(modulation_scale_mV)
         gen = torch.Generator().manual_seed(seed + 1)
@@ -89,10 +98,12 @@ class LatentAxialCurrent(nn.Module):
 
     @torch.jit.ignore
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # states saved before the modulation existed (e.g. a teacher-forcing checkpoint being resumed)
+        # states saved before the modulation (or the spike drive) existed (e.g. a teacher-forcing checkpoint being resumed)
         for name in ("mod_b", "mod_m"):
             if prefix + name not in state_dict and not self.modulated:
                 state_dict[prefix + name] = getattr(self, name).detach().clone()
+        if prefix + "spike_dz" not in state_dict:  # saved before the spike drive existed: none
+            state_dict[prefix + "spike_dz"] = torch.zeros_like(self.spike_dz)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- contract --------------------------------------------------------------------------
@@ -101,6 +112,7 @@ class LatentAxialCurrent(nn.Module):
         K = self.n_latent
         dv = (v - self.e0).unsqueeze(-1)
         zinf = self.e0 + self.a * dv + self.c + self.s_inf * out[:, :K]
+        zinf = zinf + self.spike_dz * torch.sigmoid((v.unsqueeze(-1) - self.spike_gate_mV) / self.spike_gate_slope_mV)
         tau = self.tau_min + torch.exp(self.log_tau0 + self.r * torch.tanh(out[:, K:] / self.r))
         return zinf, tau
 

@@ -7,8 +7,9 @@ Steps (each resumable; intermediate files live in ``<out>/work``):
 4. teacher-forced training, selecting the checkpoint whose closed loop *in NEURON* is best on
    the validation protocols;
 5. closed-loop fine-tuning in the torch twin (BPTT), accepted only if it improves that score;
-6. optionally, calibration of the conductances on the training steps' spike counts in NEURON
-   (``.calibrate``), kept only if Gamma on the noisy validation protocols holds;
+6. optionally, calibration of the conductances or the slow latents' spike drive on the training
+   steps' spike counts in NEURON (``.calibrate``), kept only if Gamma on the noisy validation
+   protocols holds;
 7. export the model directory (``ReducedCell.load`` reads it) with metadata and metrics.
 """
 import contextlib
@@ -35,7 +36,7 @@ from neuron_hybrid.twin import SomaTwin
 from neuron_hybrid.train.teacher import (Sequence, TeacherConfig, current_rmse, make_batch, train_teacher_forced,
                                          warm_start)
 
-from .calibrate import CalibrationConfig, calibrate_conductances, calibration_targets
+from .calibrate import CalibrationConfig, calibrate_current, calibration_targets
 from .protocols import ProtocolScale, training_protocols, validation_protocols
 from .reduced_cell import FORMAT_VERSION, META_FILE, MODEL_FILE, SOMA_FILE, ReducedCell
 from .soma import describe_soma
@@ -83,8 +84,8 @@ class ReduceConfig:
     closed_loop: bool = True
     closed_loop_config: ClosedLoopConfig = field(default_factory=ClosedLoopConfig)
     #: off by default (`reduce --calibrate`); ca1_pospischil, seeds 0-4: max |spike-count error| on the held-out
-    #: 2 s steps 3/5/5/5/8 -> 1/1/1/2/5, Gamma on held-out noise 0.93/0.97/0.90/0.96/0.79 -> 0.86/0.93/0.88/0.88/0.81
-    #: (README)
+    #: 2 s steps 3/5/5/5/8 -> 1/1/1/2/5, Gamma on held-out noise 0.93/0.97/0.90/0.96/0.79 -> 0.86/0.93/0.88/0.88/0.81;
+    #: with parameters="spike_drive" 2/2/2/3/5 and 0.97/0.89/0.91/0.92/0.76, subthreshold voltage unchanged (README)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     threads: int = 2
 
@@ -214,7 +215,7 @@ def _calibrate(model, soma_desc, data, validator, config, log):
         return None
     state = copy.deepcopy(model.state_dict())
     before = validator.metrics(model)
-    rec = calibrate_conductances(model, targets, lambda m: candidate_cell(m, soma_desc, validator.mod_dirs, "calibration"),
+    rec = calibrate_current(model, targets, lambda m: candidate_cell(m, soma_desc, validator.mod_dirs, "calibration"),
                                  config.calibration, config.dt_ms, log)
     after = validator.metrics(model)
     rec["validation_noise_gamma"] = [_noise_gamma(before, data["validation"]), _noise_gamma(after, data["validation"])]

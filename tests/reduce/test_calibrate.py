@@ -1,5 +1,6 @@
-"""Calibration of the learned conductances on spike counts: the fractional count is continuous, and
-in NEURON the calibration finds conductances back from counts made by a known model."""
+"""Calibration of the learned current on spike counts: the fractional count is continuous, and in
+NEURON the calibration finds conductances, or a slow latent's spike drive, back from counts made by a
+known model (the drive leaving subthreshold voltage unchanged)."""
 import numpy as np
 import pytest
 
@@ -7,7 +8,7 @@ from neuron_hybrid import cells
 from neuron_hybrid.bench.metrics import fractional_spike_count
 from neuron_hybrid.datagen.run import simulate_voltage
 from neuron_hybrid.models.axial import LatentAxialCurrent
-from neuron_hybrid.reduce.calibrate import (CalibrationConfig, CalibrationTarget, calibrate_conductances,
+from neuron_hybrid.reduce.calibrate import (CalibrationConfig, CalibrationTarget, calibrate_current,
                                             calibration_targets, soft_unmatched_spikes)
 from neuron_hybrid.reduce.pipeline import candidate_cell
 from neuron_hybrid.reduce.soma import describe_soma
@@ -85,8 +86,47 @@ def test_calibration_finds_the_conductances_back_in_neuron(h, mechanisms):
     assert true.min() >= 2, "the steps must make the soma fire"
     wrong = model([1.3, 0.8])
     targets = [CalibrationTarget(s, s.delay_ms + s.dur_ms, c) for s, c in zip(steps, true)]
-    rec = calibrate_conductances(wrong, targets, reduced_cell, CalibrationConfig(max_evals=30, step=0.05))
+    rec = calibrate_current(wrong, targets, reduced_cell, CalibrationConfig(max_evals=30, step=0.05))
     before, after = np.abs(rec["residuals_before"]), np.abs(rec["residuals_after"])
     assert before.max() > 1.0
     assert after.max() < 0.3 * before.max()
     np.testing.assert_allclose(counts(wrong, steps) - true, rec["residuals_after"], atol=1e-9)  # applied in place
+
+
+def test_spike_drive_calibration_finds_the_drive_back_and_leaves_subthreshold_voltage_alone(h, mechanisms):
+    full = cells.build("ca1_pospischil")
+    desc = describe_soma(full)
+    del full
+
+    def model(drive_mV):  # only the 40 ms latent is slow enough to be driven (spike_drive_min_tau_ms=20 below)
+        m = LatentAxialCurrent(n_latent=2, seed=1, v_rest_mV=-70.0, e0_mV=-70.0, tau_init_ms=[1.0, 40.0])
+        m.set_linear([0.008, 0.004], [0.6, 0.3], [0.0, 0.0], [1.0, 40.0])
+        m.spike_dz[1] = drive_mV
+        return m
+
+    def runs(m, steps):
+        with candidate_cell(m, desc) as red:
+            return [simulate_voltage(red, s)[:2] for s in steps]
+
+    steps = [Step(amp_nA=a, delay_ms=20.0, dur_ms=300.0, tstop_ms=330.0) for a in (0.16, 0.3)]
+    true = np.array([fractional_spike_count(t, v, 320.0) for t, v in runs(model(10.0), steps)])
+    wrong = model(0.0)
+    targets = [CalibrationTarget(s, s.delay_ms + s.dur_ms, c) for s, c in zip(steps, true)]
+    config = CalibrationConfig(parameters="spike_drive", max_evals=20, spike_drive_step_mV=2.0,
+                               spike_drive_min_tau_ms=20.0)
+    rec = calibrate_current(wrong, targets, lambda m: candidate_cell(m, desc),
+                                 config)
+    assert np.abs(rec["residuals_before"]).max() > 1.5
+    assert np.abs(rec["residuals_after"]).max() < 0.3
+    assert rec["spike_drive_mV"][0] == 0.0 and abs(rec["spike_drive_mV"][1] - 10.0) < 1.5  # fast latent untouched
+    assert rec["conductance_factors"] is None
+    # below spike threshold the drive changes nothing: a subthreshold step runs the same in NEURON
+    silent = Step(amp_nA=0.05, delay_ms=20.0, dur_ms=300.0, tstop_ms=330.0)
+    (t0, v0), = runs(model(0.0), [silent])
+    (t1, v1), = runs(wrong, [silent])
+    assert v0.max() < -55.0 and np.abs(v1 - v0).max() < 1e-4
+
+
+def test_calibration_rejects_unknown_parameters():
+    with pytest.raises(ValueError, match="spike_drive"):
+        CalibrationConfig(parameters="tau")
