@@ -98,7 +98,7 @@ class LatentAxialCurrent(nn.Module):
 
     @torch.jit.ignore
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # states saved before the modulation (or the spike drive) existed (e.g. a teacher-forcing checkpoint being resumed)
+        # states saved before the modulation (or the spike drive) existed (e.g. a teacher checkpoint being resumed)
         for name in ("mod_b", "mod_m"):
             if prefix + name not in state_dict and not self.modulated:
                 state_dict[prefix + name] = getattr(self, name).detach().clone()

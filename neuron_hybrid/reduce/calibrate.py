@@ -6,10 +6,10 @@ count of a 2 s step by several spikes (ca1_pospischil). This stage fits a few pa
 learned current: the K conductances g_k scaled by exp(x_k) (``parameters="conductances"``), or the
 latents' spike drive d_k (mV; ``"spike_drive"``: how far each spike pushes each latent, which moves
 z_inf only above -25 mV and so leaves every subthreshold trajectory as trained), or both; by
-Nelder-Mead, a few dozen NEURON runs of the reduced cell, so that the fractional spike counts (:func:`neuron_hybrid.bench.metrics.fractional_spike_count`) on the
-*training* current-clamp steps and ramps match the full cell's, and the voltage on the training
-steps where the full cell stays silent (hyperpolarising and subthreshold: the conductances also set
-the steady-state load there), and optionally the spike times on the training noisy currents
+Nelder-Mead, a few dozen NEURON runs of the reduced cell, so that the fractional spike counts
+(:func:`neuron_hybrid.bench.metrics.fractional_spike_count`) on the *training* current-clamp steps
+and ramps match the full cell's, and the voltage on the training steps where the full cell stays
+silent (hyperpolarising and subthreshold: the conductances also set the steady-state load there), and optionally the spike times on the training noisy currents
 (soft coincidences: what Gamma measures, made continuous); (x / x_scale)^2 and
 (d / spike_drive_scale_mV)^2 keep the parameters near their trained values.
 Validation protocols stay unseen (they judge whether the result is kept).
@@ -107,7 +107,7 @@ def soft_unmatched_spikes(ref_ms, model_ms, sigma_ms: float) -> float:
 
 
 def calibrate_current(model, targets, reduced_cell, config: CalibrationConfig = None, dt_ms: float = 0.025,
-                           log=None) -> dict:
+                      log=None) -> dict:
     """Fit ``config.parameters`` of `model` (a LatentAxialCurrent, changed in place) to `targets`
     (:func:`calibration_targets`): log factors x of the conductances and/or the spike drive d (mV).
     reduced_cell(model): a context manager giving the ReducedCell that runs `model` in NEURON
@@ -181,8 +181,10 @@ def calibrate_current(model, targets, reduced_cell, config: CalibrationConfig = 
     x = np.array(best)
     apply(x)
     xf, _ = split(x)
-    out = {"parameters": config.parameters, "x": x.tolist(), "conductance_factors": np.exp(xf).tolist() if n_x else None,
-           "spike_drive_mV": model.spike_dz.detach().numpy().tolist() if n_d else None, "residuals_before": before.tolist(), "residuals_after": errors(x).tolist(),
+    out = {"parameters": config.parameters, "x": x.tolist(),
+           "conductance_factors": np.exp(xf).tolist() if n_x else None,
+           "spike_drive_mV": model.spike_dz.detach().numpy().tolist() if n_d else None,
+           "residuals_before": before.tolist(), "residuals_after": errors(x).tolist(),
            "evaluations": len(seen), "nelder_mead_iterations": int(res.nit)}
     if log:
         kind = np.array(["noise" if tg.spikes_ms is not None else "count" if tg.v_mV is None else "silent"
