@@ -31,9 +31,9 @@ def main(argv=None):
     ap.add_argument("--size", choices=["standard", "small"], default="standard")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--recovery-protocols", action="store_true", help="ReduceConfig.recovery_protocols")
-    ap.add_argument("--calibrate", nargs="?", const="conductances", default=None,
-                    choices=["conductances", "spike_drive", "both"],
-                    help="ReduceConfig.calibration enabled with these parameters (reduce --calibrate)")
+    ap.add_argument("--calibrate", nargs="?", const="conductances", default="spike_drive",
+                    choices=["spike_drive", "conductances", "both", "off"],
+                    help="ReduceConfig.calibration parameters, or off (as reduce --calibrate)")
     ap.add_argument("--modulated", action="store_true", help="ReduceConfig.modulated (reduce --modulated)")
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats (median)")
     ap.add_argument("--out", default="reports/reduction")
@@ -61,8 +61,9 @@ def main(argv=None):
         t0 = time.perf_counter()
         cfg = ReduceConfig(seed=seed, protocol_size=args.size, workers=args.workers,
                            recovery_protocols=args.recovery_protocols, modulated=args.modulated,
-                           calibration=CalibrationConfig(enabled=bool(args.calibrate),
-                                                         parameters=args.calibrate or "conductances"))
+                           calibration=CalibrationConfig(enabled=args.calibrate != "off",
+                                                         parameters="spike_drive" if args.calibrate == "off"
+                                                         else args.calibrate))
         reduce(args.cell, model_dir, cfg, cell_params=params)
         train_s = time.perf_counter() - t0
         shared_work = shared_work or model_dir / "work"

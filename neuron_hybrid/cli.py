@@ -54,7 +54,9 @@ def _reduce_config(args):
     cfg = ReduceConfig(n_latent=args.latents, workers=args.workers, seed=args.seed, closed_loop=not args.no_closed_loop,
                        protocol_size=args.size, rheobase_nA=args.rheobase, recovery_protocols=args.recovery_protocols,
                        modulated=args.modulated)
-    if args.calibrate:
+    if args.calibrate == "off":
+        cfg.calibration = replace(cfg.calibration, enabled=False)
+    elif args.calibrate:
         cfg.calibration = replace(cfg.calibration, enabled=True, parameters=args.calibrate)
     if args.epochs is not None:
         cfg.teacher = replace(cfg.teacher, epochs=args.epochs)
@@ -152,10 +154,11 @@ def make_parser() -> argparse.ArgumentParser:
                    help="teacher-forcing L-BFGS iterations after Adam (default 400; fewer trade accuracy for time)")
     r.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop (BPTT) stage")
     r.add_argument("--calibrate", nargs="?", const="conductances", default=None,
-                   choices=["conductances", "spike_drive", "both"],
-                   help="last stage: fit the conductances (default) or the slow latents' spike drive (which leaves "
-                        "subthreshold voltages as trained), or both, in NEURON to the training steps' spike counts "
-                        "(and the voltage of their silent steps); kept if Gamma on the noisy validation protocols holds")
+                   choices=["spike_drive", "conductances", "both", "off"],
+                   help="last stage, in NEURON: fit the slow latents' spike drive (the default; leaves subthreshold "
+                        "voltages as trained), the conductances (also what a bare --calibrate means), or both, to the "
+                        "training steps' spike counts (and the voltage of their silent steps); kept if Gamma on the "
+                        "noisy validation protocols holds; 'off' skips it")
     r.add_argument("--modulated", action="store_true",
                    help="conductances of the axial current set by its latents (LatentAxialCurrent(modulated=True))")
     r.add_argument("--size", choices=["standard", "small"], default="standard", help="protocol set size")

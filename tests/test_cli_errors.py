@@ -39,7 +39,9 @@ def test_reduce_calibrate_option_picks_what_the_calibration_fits():
     from neuron_hybrid.cli import _reduce_config, make_parser
 
     base = ["reduce", "--cell", "ca1_pospischil", "--out", "m"]
-    assert not _reduce_config(make_parser().parse_args(base)).calibration.enabled
+    default = _reduce_config(make_parser().parse_args(base)).calibration
+    assert default.enabled and default.parameters == "spike_drive"
+    assert not _reduce_config(make_parser().parse_args(base + ["--calibrate", "off"])).calibration.enabled
     for extra, what in ((["--calibrate"], "conductances"), (["--calibrate", "spike_drive"], "spike_drive"),
                         (["--calibrate", "both"], "both")):
         cal = _reduce_config(make_parser().parse_args(base + extra)).calibration

@@ -7,9 +7,9 @@ Steps (each resumable; intermediate files live in ``<out>/work``):
 4. teacher-forced training, selecting the checkpoint whose closed loop *in NEURON* is best on
    the validation protocols;
 5. closed-loop fine-tuning in the torch twin (BPTT), accepted only if it improves that score;
-6. optionally, calibration of the conductances or the slow latents' spike drive on the training
-   steps' spike counts in NEURON (``.calibrate``), kept only if Gamma on the noisy validation
-   protocols holds;
+6. calibration of the slow latents' spike drive (or the conductances) on the training steps'
+   spike counts in NEURON (``.calibrate``), kept only if Gamma on the noisy validation protocols
+   holds;
 7. export the model directory (``ReducedCell.load`` reads it) with metadata and metrics.
 """
 import contextlib
@@ -83,9 +83,10 @@ class ReduceConfig:
     recovery_protocols: bool = False
     closed_loop: bool = True
     closed_loop_config: ClosedLoopConfig = field(default_factory=ClosedLoopConfig)
-    #: off by default (`reduce --calibrate`); ca1_pospischil, seeds 0-4: max |spike-count error| on the held-out
-    #: 2 s steps 3/5/5/5/8 -> 1/1/1/2/5, Gamma on held-out noise 0.93/0.97/0.90/0.96/0.79 -> 0.86/0.93/0.88/0.88/0.81;
-    #: with parameters="spike_drive" 2/2/2/3/5 and 0.97/0.89/0.91/0.92/0.76, subthreshold voltage unchanged (README)
+    #: on by default with parameters="spike_drive" (`reduce --calibrate off` skips it); ca1_pospischil, seeds 0-4: max
+    #: |spike-count error| on the held-out 2 s steps 3/5/5/5/8 -> 2/2/2/3/5, Gamma on held-out noise
+    #: 0.93/0.97/0.90/0.96/0.79 -> 0.97/0.89/0.91/0.92/0.76, subthreshold voltage unchanged; with "conductances"
+    #: 1/1/1/2/5 and 0.86/0.93/0.88/0.88/0.81, hyperpolarising steps 1.4-1.7 mV off (README)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     threads: int = 2
 
