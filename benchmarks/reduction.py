@@ -24,6 +24,8 @@ def reached_targets(summary: dict) -> bool:
 
 
 def main(argv=None):
+    from neuron_hybrid.cli import CALIBRATE_CHOICES
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cell", default="ca1_pospischil")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="cell builder override")
@@ -31,8 +33,7 @@ def main(argv=None):
     ap.add_argument("--size", choices=["standard", "small"], default="standard")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--recovery-protocols", action="store_true", help="ReduceConfig.recovery_protocols")
-    ap.add_argument("--calibrate", nargs="?", const="conductances", default="spike_drive",
-                    choices=["spike_drive", "conductances", "both", "off"],
+    ap.add_argument("--calibrate", nargs="?", const="conductances", default="spike_drive", choices=CALIBRATE_CHOICES,
                     help="ReduceConfig.calibration parameters, or off (as reduce --calibrate)")
     ap.add_argument("--modulated", action="store_true", help="ReduceConfig.modulated (reduce --modulated)")
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats (median)")
@@ -44,7 +45,7 @@ def main(argv=None):
     from neuron_hybrid.bench.reduction import run_benchmark
     from neuron_hybrid.cli_errors import assignments
     from neuron_hybrid.reduce import ReduceConfig, reduce
-    from neuron_hybrid.reduce.calibrate import CalibrationConfig
+    from neuron_hybrid.reduce.calibrate import calibration_for
 
     params = assignments(args.param, "--param") or None
     out = Path(args.out)
@@ -61,9 +62,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         cfg = ReduceConfig(seed=seed, protocol_size=args.size, workers=args.workers,
                            recovery_protocols=args.recovery_protocols, modulated=args.modulated,
-                           calibration=CalibrationConfig(enabled=args.calibrate != "off",
-                                                         parameters="spike_drive" if args.calibrate == "off"
-                                                         else args.calibrate))
+                           calibration=calibration_for(args.calibrate))
         reduce(args.cell, model_dir, cfg, cell_params=params)
         train_s = time.perf_counter() - t0
         shared_work = shared_work or model_dir / "work"

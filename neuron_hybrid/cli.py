@@ -5,6 +5,9 @@ from pathlib import Path
 
 from .cli_errors import UsageError, assignments, parse_value, reported
 
+#: ``--calibrate`` choices: reduce.calibrate.PARAMETER_SETS, or off (literal here: the parser does not import torch code)
+CALIBRATE_CHOICES = ("spike_drive", "conductances", "both", "off")
+
 
 def _cell_errors():
     from .cells import CellError
@@ -50,14 +53,13 @@ def _reduce_config(args):
     from dataclasses import replace
 
     from .reduce import ReduceConfig
+    from .reduce.calibrate import calibration_for
 
     cfg = ReduceConfig(n_latent=args.latents, workers=args.workers, seed=args.seed, closed_loop=not args.no_closed_loop,
                        protocol_size=args.size, rheobase_nA=args.rheobase, recovery_protocols=args.recovery_protocols,
                        modulated=args.modulated)
-    if args.calibrate == "off":
-        cfg.calibration = replace(cfg.calibration, enabled=False)
-    elif args.calibrate:
-        cfg.calibration = replace(cfg.calibration, enabled=True, parameters=args.calibrate)
+    if args.calibrate is not None:
+        cfg.calibration = calibration_for(args.calibrate, cfg.calibration)
     if args.epochs is not None:
         cfg.teacher = replace(cfg.teacher, epochs=args.epochs)
     if args.lbfgs_iters is not None:
@@ -154,7 +156,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="teacher-forcing L-BFGS iterations after Adam (default 400; fewer trade accuracy for time)")
     r.add_argument("--no-closed-loop", action="store_true", help="skip the closed-loop (BPTT) stage")
     r.add_argument("--calibrate", nargs="?", const="conductances", default=None,
-                   choices=["spike_drive", "conductances", "both", "off"],
+                   choices=CALIBRATE_CHOICES,
                    help="last stage, in NEURON: fit the slow latents' spike drive (the default; leaves subthreshold "
                         "voltages as trained), the conductances (also what a bare --calibrate means), or both, to the "
                         "training steps' spike counts (and the voltage of their silent steps); kept if Gamma on the "

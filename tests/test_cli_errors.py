@@ -48,3 +48,6 @@ def test_reduce_calibrate_option_picks_what_the_calibration_fits():
         assert cal.enabled and cal.parameters == what
     with pytest.raises(SystemExit):
         make_parser().parse_args(base + ["--calibrate", "time_constants"])
+    from neuron_hybrid.cli import CALIBRATE_CHOICES
+    from neuron_hybrid.reduce.calibrate import PARAMETER_SETS
+    assert set(CALIBRATE_CHOICES) == set(PARAMETER_SETS) | {"off"}  # the parser's literal list stays in step

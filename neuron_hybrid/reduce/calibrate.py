@@ -9,12 +9,13 @@ z_inf only above -25 mV and so leaves every subthreshold trajectory as trained),
 Nelder-Mead, a few dozen NEURON runs of the reduced cell, so that the fractional spike counts
 (:func:`neuron_hybrid.bench.metrics.fractional_spike_count`) on the *training* current-clamp steps
 and ramps match the full cell's, and the voltage on the training steps where the full cell stays
-silent (hyperpolarising and subthreshold: the conductances also set the steady-state load there), and optionally the spike times on the training noisy currents
-(soft coincidences: what Gamma measures, made continuous); (x / x_scale)^2 and
-(d / spike_drive_scale_mV)^2 keep the parameters near their trained values.
+silent (hyperpolarising and subthreshold: the conductances also set the steady-state load there),
+and optionally the spike times on the training noisy currents (soft coincidences: what Gamma
+measures, made continuous); (x / x_scale)^2 and (d / spike_drive_scale_mV)^2 keep the parameters
+near their trained values.
 Validation protocols stay unseen (they judge whether the result is kept).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -29,9 +30,9 @@ class CalibrationConfig:
     to 2/2/2/3/5 with the subthreshold voltage unchanged and Gamma on noise 0.91 -> 0.89 on average, on
     allen_scnn1a from 3 to 1, allen_pvalb unchanged; the conductances reach +-1 in 3 of 5 ca1 seeds but
     cost Gamma and subthreshold RMSE: README); max_evals: NEURON evaluations (each runs every target
-    protocol); step: the initial simplex's step in log conductance; x_scale: the regulariser's scale (a log factor of x_scale costs
-    as much as one spike of count error); v_scale_mV: a voltage RMSE on a silent step that costs as
-    much as one spike (without the term one seed's hyperpolarising step went from 0.3 to 3.1 mV; at
+    protocol); step: the initial simplex's step in log conductance; x_scale: the regulariser's scale
+    (a log factor of x_scale costs as much as one spike of count error); v_scale_mV: a voltage RMSE on
+    a silent step that costs as much as one spike (without the term one seed's hyperpolarising step went from 0.3 to 3.1 mV; at
     1 mV the counts stayed within +-2 only); timing_sigma_ms: width of the soft coincidence on noisy
     currents, whose residual (soft unmatched spikes, in spike units) timing_weight multiplies (0: not
     used; at 1 on 3 seeds Gamma was no better and the counts within +-2); max_noise_gamma_drop: the
@@ -65,6 +66,15 @@ class CalibrationConfig:
 
 
 PARAMETER_SETS = ("conductances", "spike_drive", "both")
+
+
+def calibration_for(choice: str, base: CalibrationConfig = None) -> CalibrationConfig:
+    """`base` (default: CalibrationConfig()) set to a ``--calibrate`` choice: "off" disables the stage,
+    one of PARAMETER_SETS enables it with those parameters."""
+    base = base or CalibrationConfig()
+    if choice == "off":
+        return replace(base, enabled=False)
+    return replace(base, enabled=True, parameters=choice)
 
 
 @dataclass
@@ -126,10 +136,11 @@ def calibrate_current(model, targets, reduced_cell, config: CalibrationConfig = 
     d0 = model.spike_dz.detach().clone()
     K = len(w0)
     n_x = K if config.parameters in ("conductances", "both") else 0
-    tau0 = (torch.exp(model.log_tau0.detach()) + model.tau_min).numpy()
-    driven = np.flatnonzero(tau0 >= config.spike_drive_min_tau_ms) if config.parameters != "conductances" else []
-    if config.parameters != "conductances" and not len(driven):
-        driven = np.arange(K)
+    driven = []
+    if config.parameters in ("spike_drive", "both"):
+        tau0 = (torch.exp(model.log_tau0.detach()) + model.tau_min).numpy()
+        driven = np.flatnonzero(tau0 >= config.spike_drive_min_tau_ms)
+        driven = driven if len(driven) else np.arange(K)
     n_d = len(driven)
     seen = {}
 

@@ -114,8 +114,7 @@ def test_spike_drive_calibration_finds_the_drive_back_and_leaves_subthreshold_vo
     targets = [CalibrationTarget(s, s.delay_ms + s.dur_ms, c) for s, c in zip(steps, true)]
     config = CalibrationConfig(parameters="spike_drive", max_evals=20, spike_drive_step_mV=2.0,
                                spike_drive_min_tau_ms=20.0)
-    rec = calibrate_current(wrong, targets, lambda m: candidate_cell(m, desc),
-                                 config)
+    rec = calibrate_current(wrong, targets, lambda m: candidate_cell(m, desc), config)
     assert np.abs(rec["residuals_before"]).max() > 1.5
     assert np.abs(rec["residuals_after"]).max() < 0.3
     assert rec["spike_drive_mV"][0] == 0.0 and abs(rec["spike_drive_mV"][1] - 10.0) < 1.5  # fast latent untouched
