@@ -140,16 +140,18 @@ def measure_channel_curves(channel, mod_dirs=(), config: CurveConfig | None = No
             raise ChannelCurveError(f"{channel}: {suffix} has no gate STATE variables ({what}); channel-curves "
                                     "needs a voltage-gated channel with states x obeying x' = (xinf - x)/xtau")
     h.load_file("stdrun.hoc")
+    source_dir = Path(info.path).parent if info is not None and info.path else None
     name = suffix  # the name the mechanism is used under in this process
     if not ensure_mechanism(h, suffix, None if info is None or info.path is None and _builtin_mod_text(suffix) else text,
-                            mod_dirs, verbose=verbose):
+                            mod_dirs, verbose=verbose, source_dir=source_dir):
         # a different mechanism of that name is loaded (NEURON's built-in hh, pas, ..., neuron-hybrid's own, or
         # an earlier file): compile this one under a unique name (NEURON cannot unload or replace a mechanism)
         import hashlib
 
         name = f"{suffix}_nh{hashlib.sha256(text.encode()).hexdigest()[:8]}"
         if not mechanism_registered(h, name):
-            ensure_mechanism(h, name, renamed_mod_text(text, suffix, name), mod_dirs, verbose=verbose, skip_name=suffix)
+            ensure_mechanism(h, name, renamed_mod_text(text, suffix, name), mod_dirs, verbose=verbose, skip_name=suffix,
+                             source_dir=source_dir)
         if verbose:
             print(f"neuron-hybrid: a different mechanism {suffix} is already loaded; measuring this file's {suffix} "
                   f"compiled as {name}")
@@ -240,8 +242,10 @@ def _measure(h, suffix, info: ModInfo | None, gates, cfg: CurveConfig, source: s
         shape = (len(cai_grid), len(v_grid))
         result = {}
         e_rev = {}
-        for ion in (info.ions if info is not None else {}):
+        for ion, rw in (info.ions if info is not None else {}).items():
             name = f"e{ion}"
+            if name not in rw["read"]:  # e.g. USEION k WRITE ik with its own PARAMETER ek: the mechanism's
+                continue                # variable (below), not the ion's reversal potential
             try:
                 e_rev[name] = float(getattr(secs[0][1], name))
             except (AttributeError, LookupError, RuntimeError):

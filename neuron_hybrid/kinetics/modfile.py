@@ -167,6 +167,7 @@ def _currents(clean: str, info: ModInfo) -> list[CurrentInfo]:
     body = _block(clean, "BREAKPOINT")
     if body is None:
         return []
+    body = _inline_procedures(clean, body)
     targets = {f"i{ion}": ion for ion, rw in info.ions.items() for w in rw["write"] if w == f"i{ion}"}
     targets.update({n: None for n in info.nonspecific})
     env: dict[str, object] = {}
@@ -195,6 +196,21 @@ def _currents(clean: str, info: ModInfo) -> list[CurrentInfo]:
         if lhs in targets:
             out.append(_current_info(lhs, targets[lhs], expr, info))
     return out
+
+
+def _inline_procedures(clean: str, body: str, depth: int = 3) -> str:
+    """``body`` with each call of an argument-free PROCEDURE (``iassign()``) replaced by that PROCEDURE's body,
+    as in MOD files that assign their currents in a procedure called from BREAKPOINT and INITIAL."""
+    def sub(m):
+        proc = _block(clean, r"PROCEDURE\s+" + m.group(1) + r"(?=\s*\(\s*\))")
+        return "\n" + proc + "\n" if proc is not None else m.group(0)
+
+    for _ in range(depth):  # procedures calling procedures
+        new = re.sub(r"\b(\w+)\s*\(\s*\)", sub, body)
+        if new == body:
+            break
+        body = new
+    return body
 
 
 def _current_info(variable: str, ion: str | None, expr, info: ModInfo) -> CurrentInfo:

@@ -64,17 +64,25 @@ def _loaded_source(suffix: str) -> str | None:
     return None
 
 
-def compile_mod_files(files: dict[str, str], *, verbose: bool = False) -> Path:
+def compile_mod_files(files: dict[str, str], *, include_dirs=(), verbose: bool = False) -> Path:
     """Compile ``{file name: MOD text}`` alone with nrnivmodl into a cached folder; returns the folder.
 
+    include_dirs: folders where the files that the texts INCLUDE are found (the MOD files' own folders).
     The folder (``$NEURON_HYBRID_CACHE/kinetics-<hash>``) holds ``<arch>/libnrnmech.so``; load it with
     ``neuron.load_mechanisms(folder)``.
     """
     import neuron
 
+    from ..runtime.includes import copy_included_files, included_files
+
+    includes: dict[str, Path] = {}
+    for name, text in files.items():
+        includes.update(included_files(text, None, include_dirs, name=name))
     hsh = hashlib.sha256()
     for name in sorted(files):
         hsh.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    for inc in sorted(includes):
+        hsh.update(inc.encode() + b"\0" + includes[inc].read_bytes() + b"\0")
     hsh.update(f"{neuron.__version__}|{sys.version}|{platform.machine()}".encode())
     key = hsh.hexdigest()[:16]
     target = cache_root() / f"kinetics-{key}"
@@ -88,9 +96,11 @@ def compile_mod_files(files: dict[str, str], *, verbose: bool = False) -> Path:
         (work / "mod").mkdir()
         for name, text in files.items():
             (work / "mod" / name).write_text(text)
+        copy_included_files(includes, work / "mod")
         if verbose:
             print(f"neuron-hybrid: compiling {', '.join(sorted(files))} in {work}", file=sys.stderr)
-        _run([_nrnivmodl(), "mod"], work, work / "build.log", f"compiling {', '.join(sorted(files))} with nrnivmodl")
+        _run([_nrnivmodl(), "-incflags", f"-I{work / 'mod'}", "mod"], work, work / "build.log",
+             f"compiling {', '.join(sorted(files))} with nrnivmodl")
         if not (work / platform.machine() / "libnrnmech.so").is_file():
             raise BuildError(f"nrnivmodl produced no library; see {work / 'build.log'}")
         if target.exists():
@@ -115,13 +125,14 @@ def _declared_name(path=None, text: str | None = None) -> str | None:
 
 
 def ensure_mechanism(h, suffix: str, text: str | None, mod_dirs=(), *, verbose: bool = False,
-                     skip_name: str | None = None) -> bool:
+                     skip_name: str | None = None, source_dir=None) -> bool:
     """Make ``suffix`` usable in this process (see the module docstring).
 
     ``text`` is the MOD source (None for a mechanism given by name). Returns False when a different
     mechanism of that name is already loaded (the caller compiles it under another name, see
     :func:`renamed_mod_text`). ``skip_name``: a mechanism name not to compile from ``mod_dirs`` (the
-    original name of a renamed channel).
+    original name of a renamed channel). ``source_dir``: the folder of the channel's MOD file (where the files
+    it INCLUDEs are looked for first).
     """
     import neuron
 
@@ -153,7 +164,7 @@ def ensure_mechanism(h, suffix: str, text: str | None, mod_dirs=(), *, verbose: 
             if other in (suffix, skip_name) or _norm(p.read_text()) == _norm(text) or mechanism_registered(h, other):
                 continue
             files.setdefault(p.name if p.stem != suffix else f"{other}_.mod", p.read_text())
-    folder = compile_mod_files(files, verbose=verbose)
+    folder = compile_mod_files(files, include_dirs=[*([source_dir] if source_dir else []), *mod_dirs], verbose=verbose)
     if not neuron.load_mechanisms(str(folder), warn_if_already_loaded=False):
         raise BuildError(f"NEURON could not load {folder}")
     for name, t in files.items():

@@ -140,6 +140,23 @@ def _collect_mod_files(extra_mod_dirs) -> dict[str, Path | str]:
     return files
 
 
+def _collect_includes(files: dict[str, Path | str], extra_mod_dirs) -> dict[str, Path]:
+    """{name as included: file} for the files that ``files`` INCLUDE (see :mod:`.includes`)."""
+    from .includes import included_files
+
+    out: dict[str, Path] = {}
+    for src in files.values():
+        if not isinstance(src, Path):
+            continue
+        text = src.read_text(errors="replace")
+        for inc, path in included_files(text, src.parent, extra_mod_dirs, name=str(src)).items():
+            if inc in out and out[inc].read_bytes() != path.read_bytes():
+                raise BuildError(f'two different files are included as "{inc}": {out[inc]} and {path}; MOD files '
+                                 "compiled together share one folder, so rename one of them")
+            out[inc] = path
+    return out
+
+
 def _torch_flags():
     import torch
     from torch.utils import cpp_extension
@@ -236,9 +253,12 @@ def build(extra_mod_dirs=(), verbose: bool = False) -> MechanismLibrary:
 
     extra_mod_dirs: folders of the user's own .mod files, compiled into the same library.
     """
+    from .includes import copy_included_files
+
     files = _collect_mod_files(extra_mod_dirs)
+    includes = _collect_includes(files, extra_mod_dirs)
     cflags, ldflags, _ = _torch_flags()
-    key = _build_key(files, cflags)
+    key = _build_key({**files, **{f"include:{k}": v for k, v in includes.items()}}, cflags)
     target = cache_root() / f"mech-{key}"
     mechanisms = tuple(sorted(Path(n).stem for n in files))
     lib = MechanismLibrary(target, target / "libnh_bridge.so", mechanisms)
@@ -262,9 +282,10 @@ def build(extra_mod_dirs=(), verbose: bool = False) -> MechanismLibrary:
                 shutil.copyfile(src, dst)
             else:
                 dst.write_text(src)
+        copy_included_files(includes, moddir)
         # nrnivmodl writes ./x86_64 in its working directory; the final location is fixed by rpath
         loadflags = f"-L{work} -lnh_bridge -Wl,-rpath,{target}"
-        _run([_nrnivmodl(), "-incflags", f"-I{_BRIDGE_DIR}", "-loadflags", loadflags, "mod"], work, log,
+        _run([_nrnivmodl(), "-incflags", f"-I{_BRIDGE_DIR} -I{moddir}", "-loadflags", loadflags, "mod"], work, log,
              "compiling the MOD files with nrnivmodl")
         if not (work / platform.machine() / "libnrnmech.so").is_file():
             raise BuildError(f"nrnivmodl produced no libnrnmech.so; see {log}")

@@ -1,6 +1,6 @@
 """channel-curves on MOD-file styles found in published models (ModelDB), each against its analytic formula.
 
-All four MOD files are written into one folder and compiled together (one nrnivmodl run).
+All MOD files are written into one folder and compiled together (one nrnivmodl run).
 """
 from pathlib import Path
 
@@ -117,18 +117,48 @@ INITIAL { n = 1/(1 + exp(-(v + 30)/10)) }
 DERIVATIVE states { n' = (1/(1 + exp(-(v + 30)/10)) - n)/3 }
 """
 
+# Lazarewicz style: rate FUNCTIONs in an INCLUDEd file (here in a subfolder), the current assigned in a
+# PROCEDURE called from BREAKPOINT, and the mechanism's own reversal potential (USEION k WRITE ik, no READ ek)
+INC_MOD = """
+NEURON { SUFFIX auditinc_nh USEION k WRITE ik RANGE gkdr, ek }
+UNITS { (mA) = (milliamp) (mV) = (millivolt) (mS) = (millisiemens) }
+PARAMETER { gkdr = 3 (mS/cm2) ek = -85 (mV) }
+ASSIGNED { v (mV) ik (mA/cm2) ninf ntau (ms) }
+STATE { n }
+PROCEDURE iassign() { ik = (1e-3)*gkdr*n^4*(v - ek) }
+INITIAL { rates(v) n = ninf iassign() }
+BREAKPOINT { SOLVE states METHOD cnexp
+    iassign() }
+DERIVATIVE states { rates(v) n' = (ninf - n)/ntau }
+PROCEDURE rates(v (mV)) { LOCAL a, b
+    a = linoid_nh(v, -34, -0.01, -10)
+    b = expo_nh(v, -44, 0.125, -80)
+    ninf = a/(a + b)
+    ntau = 1/(a + b) }
+INCLUDE "inc/auditinc_rates.inc"
+"""
+INC_RATES = """
+UNITSOFF
+FUNCTION expo_nh(v, v0, A, k) { expo_nh = A*exp((v - v0)/k) }
+FUNCTION linoid_nh(v, v0, A, k) {
+    if (fabs((v - v0)/k) < 1e-6) { linoid_nh = A*k*(1 - (v - v0)/k/2) }
+    else { linoid_nh = A*(v - v0)/(exp((v - v0)/k) - 1) } }
+UNITSON
+"""
+
 CELSIUS = 34.0
 
 
 @pytest.fixture(scope="module")
 def styles(h, tmp_path_factory):
     d = tmp_path_factory.mktemp("styles")
-    for name, text in (("auditpp_nh", PP_MOD), ("auditexp_nh", EXP_MOD), ("auditnap_nh", NAP_MOD),
-                       ("auditghk_nh", GHK_MOD), ("mismatch_file", MISMATCH_MOD), ("auditpow_nh", POW_MOD)):
+    names = ("auditpp_nh", "auditexp_nh", "auditnap_nh", "auditghk_nh", "mismatch_file", "auditpow_nh", "auditinc_nh")
+    for name, text in zip(names, (PP_MOD, EXP_MOD, NAP_MOD, GHK_MOD, MISMATCH_MOD, POW_MOD, INC_MOD)):
         (d / f"{name}.mod").write_text(text)
+    (d / "inc").mkdir()
+    (d / "inc" / "auditinc_rates.inc").write_text(INC_RATES)
     cfg = CurveConfig(v_step_mV=5.0, celsius_degC=CELSIUS, cai_mM=(1e-4, 1e-3))
-    return {n: measure_channel_curves(d / f"{n}.mod", mod_dirs=[d], config=cfg)
-            for n in ("auditpp_nh", "auditexp_nh", "auditnap_nh", "auditghk_nh", "mismatch_file", "auditpow_nh")}
+    return {n: measure_channel_curves(d / f"{n}.mod", mod_dirs=[d], config=cfg) for n in names}
 
 
 def _fit_cfg():
@@ -201,6 +231,28 @@ def test_file_name_differs_from_suffix(styles):
     assert list(c.extra["singular_v_mV"]) == [-40.0] and np.isfinite(r.x_inf).all()
     np.testing.assert_allclose(r.x_inf, a / (a + b), rtol=1e-6)
     np.testing.assert_allclose(r.tau, 1 / (a + b), rtol=1e-6)
+
+
+def test_included_rates_current_in_a_procedure_and_own_reversal(styles):
+    """INCLUDE "inc/x.inc" is found beside the MOD file; ik assigned in a PROCEDURE called from BREAKPOINT still
+    gives the exponent and gbar; E is the mechanism's own ek (-85 mV), not the k ion's (-77 mV)."""
+    n = styles["auditinc_nh"]["n"]
+    v = n.v
+    a = 0.01 * (v + 34) / (1 - np.exp(-(v + 34) / 10))
+    b = 0.125 * np.exp(-(v + 44) / 80)
+    np.testing.assert_allclose(n.x_inf, a / (a + b), rtol=1e-7)
+    np.testing.assert_allclose(n.tau, 1 / (a + b), rtol=1e-7)
+    assert (n.power, n.ion, n.current, n.gbar_name, n.e_rev) == (4, "k", "ik", "gkdr", -85.0)
+    assert n.gbar == pytest.approx(3e-3, rel=1e-9)  # S/cm2 (3 mS/cm2 times the file's 1e-3)
+
+
+def test_missing_include_names_the_file_and_the_fix(h, tmp_path):
+    from neuron_hybrid.runtime.build import BuildError
+
+    p = tmp_path / "auditinc2_nh.mod"  # a name not loaded yet, without inc/auditinc_rates.inc beside it
+    p.write_text(INC_MOD.replace("auditinc_nh", "auditinc2_nh"))
+    with pytest.raises(BuildError, match=r'INCLUDE "inc/auditinc_rates.inc".*not found.*--mod-dir'):
+        measure_channel_curves(p, config=CurveConfig(v_step_mV=20.0))
 
 
 def test_suffix_taken_by_a_builtin(h, tmp_path):
