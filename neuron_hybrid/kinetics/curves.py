@@ -476,7 +476,9 @@ def channel_curves_command(channel, out, mod_dirs=(), config: CurveConfig | None
         print(f"{curves.mechanism}: {len(curves.gates)} gate(s) -> {path}")
         for g in curves.gates.values():
             extra = " (cai-dependent)" if g.depends_on_cai else ""
-            print(f"  {g.name}: power={g.power} ion={g.ion!r} current={g.current} gbar={g.gbar_name}={g.gbar} "
+            unit = "uS" if g.point_process else "S/cm2"
+            gbar = f"{g.gbar:.4g} {unit} (open channel, measured)" if g.gbar is not None else "not measured"
+            print(f"  {g.name}: power={g.power} ion={g.ion!r} current={g.current} gbar ({g.gbar_name}) {gbar}, "
                   f"E={g.e_rev} mV, x_inf {np.nanmin(g.x_inf):.3g}..{np.nanmax(g.x_inf):.3g}, "
                   f"tau {np.nanmin(g.tau):.3g}..{np.nanmax(g.tau):.3g} ms{extra}")
     if plot:
