@@ -6,7 +6,7 @@ from pathlib import Path
 from .cli_errors import UsageError, assignments, parse_value, reported
 
 #: ``--calibrate`` choices: reduce.calibrate.PARAMETER_SETS, or off (literal here: the parser does not import torch code)
-CALIBRATE_CHOICES = ("spike_drive", "conductances", "both", "off")
+CALIBRATE_CHOICES = ("spike_drive", "conductances", "both", "spike_drive_tau", "off")
 
 
 def _cell_errors():
@@ -159,8 +159,10 @@ def make_parser() -> argparse.ArgumentParser:
                    choices=CALIBRATE_CHOICES,
                    help="last stage, in NEURON: fit the slow latents' spike drive (the default; leaves subthreshold "
                         "voltages as trained), the conductances (also what a bare --calibrate means), or both, to the "
-                        "training steps' spike counts (and the voltage of their silent steps); kept if Gamma on the "
-                        "noisy validation protocols holds; 'off' skips it")
+                        "training steps' spike counts (and the voltage of their silent steps); spike_drive_tau: the "
+                        "drive and the slow latents' time constant during spikes, also fitted to the spike times on "
+                        "the training noisy currents; kept if Gamma on the noisy validation protocols holds; 'off' "
+                        "skips it")
     r.add_argument("--modulated", action="store_true",
                    help="conductances of the axial current set by its latents (LatentAxialCurrent(modulated=True))")
     r.add_argument("--size", choices=["standard", "small"], default="standard", help="protocol set size")

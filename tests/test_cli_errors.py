@@ -43,9 +43,10 @@ def test_reduce_calibrate_option_picks_what_the_calibration_fits():
     assert default.enabled and default.parameters == "spike_drive"
     assert not _reduce_config(make_parser().parse_args(base + ["--calibrate", "off"])).calibration.enabled
     for extra, what in ((["--calibrate"], "conductances"), (["--calibrate", "spike_drive"], "spike_drive"),
-                        (["--calibrate", "both"], "both")):
+                        (["--calibrate", "both"], "both"), (["--calibrate", "spike_drive_tau"], "spike_drive_tau")):
         cal = _reduce_config(make_parser().parse_args(base + extra)).calibration
         assert cal.enabled and cal.parameters == what
+        assert cal.timing_weight == (1.0 if what == "spike_drive_tau" else 0.0)  # two parameters need the timing
     with pytest.raises(SystemExit):
         make_parser().parse_args(base + ["--calibrate", "time_constants"])
     from neuron_hybrid.cli import CALIBRATE_CHOICES

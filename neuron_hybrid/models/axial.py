@@ -4,7 +4,7 @@
     with modulation: g_k -> g_k (1 + tanh(b_k) tanh(sum_j M_jk z_j / s_mod)),  sum_j M_jk = 0
     dz_k/dt = (z_inf,k(V) - z_k) / tau_k(V)
     z_inf,k(V) = E0 + a_k (V - E0) + c_k + s_inf * MLP(V)_k + d_k sigma((V - V_s) / s)   (mV)
-    tau_k(V) = tau_min + exp(log_tau0_k + r * tanh(MLP(V)_{K+k} / r))        (ms)
+    tau_k(V) = tau_min + exp(log_tau0_k + r * tanh(MLP(V)_{K+k} / r) + q_k sigma((V - V_s) / s))   (ms)
 
 Each latent is a voltage the soma sees through a positive conductance, like a dendritic
 compartment behind an axial resistance; the linear parts (a_k, c_k, tau0_k) carry a closed-form
@@ -15,7 +15,9 @@ which keeps the closed loop stable. A new module has g = 0: the untrained hybrid
 The spike drive d_k (mV; 0 unless calibrated, ``neuron_hybrid.reduce.calibrate``) moves z_inf only
 above V_s = -25 mV (slope s = 2.5 mV; sigma = 4.5e-5 at -50 mV), i.e. during spikes: it sets how far
 each spike pushes the latents (the charge the dendrites take up per spike, which sets the firing
-rate on long steps) and leaves every subthreshold trajectory as trained.
+rate on long steps) and leaves every subthreshold trajectory as trained. Its companion q_k (log units;
+0 unless calibrated) scales tau_k during spikes only: how large a fraction of the way to its spike-time
+z_inf each spike moves a latent, i.e. how the push per spike saturates as the rate rises.
 
 Modulation (optional) lets the latents set the conductances: active dendrites draw a load whose
 conductance depends on their state (after a train of spikes it differs from after one), which
@@ -86,6 +88,7 @@ class LatentAxialCurrent(nn.Module):
             self.net[-1].bias.zero_()
         self.spike_gate_mV, self.spike_gate_slope_mV = -25.0, 2.5
         self.register_buffer("spike_dz", torch.zeros(K, dtype=torch.float64))  # spike drive d_k (mV)
+        self.register_buffer("spike_dlogtau", torch.zeros(K, dtype=torch.float64))  # q_k: log tau_k during spikes
         self.modulated = bool(modulated)
         self.s_mod = float(modulation_scale_mV)
         gen = torch.Generator().manual_seed(seed + 1)
@@ -102,8 +105,9 @@ class LatentAxialCurrent(nn.Module):
         for name in ("mod_b", "mod_m"):
             if prefix + name not in state_dict and not self.modulated:
                 state_dict[prefix + name] = getattr(self, name).detach().clone()
-        if prefix + "spike_dz" not in state_dict:  # saved before the spike drive existed: none
-            state_dict[prefix + "spike_dz"] = torch.zeros_like(self.spike_dz)
+        for name in ("spike_dz", "spike_dlogtau"):  # saved before the spike drive existed: none
+            if prefix + name not in state_dict:
+                state_dict[prefix + name] = torch.zeros_like(getattr(self, name))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- contract --------------------------------------------------------------------------
@@ -112,8 +116,10 @@ class LatentAxialCurrent(nn.Module):
         K = self.n_latent
         dv = (v - self.e0).unsqueeze(-1)
         zinf = self.e0 + self.a * dv + self.c + self.s_inf * out[:, :K]
-        zinf = zinf + self.spike_dz * torch.sigmoid((v.unsqueeze(-1) - self.spike_gate_mV) / self.spike_gate_slope_mV)
-        tau = self.tau_min + torch.exp(self.log_tau0 + self.r * torch.tanh(out[:, K:] / self.r))
+        spiking = torch.sigmoid((v.unsqueeze(-1) - self.spike_gate_mV) / self.spike_gate_slope_mV)
+        zinf = zinf + self.spike_dz * spiking
+        tau = self.tau_min + torch.exp(self.log_tau0 + self.r * torch.tanh(out[:, K:] / self.r)
+                                       + self.spike_dlogtau * spiking)
         return zinf, tau
 
     def rates(self, v: torch.Tensor):

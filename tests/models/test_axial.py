@@ -67,7 +67,7 @@ def test_states_saved_before_the_modulation_existed_still_load():
     torch.testing.assert_close(fresh.rates(v), plain.rates(v))
 
 
-def test_spike_drive_moves_z_inf_only_during_spikes_and_old_states_load_without_it():
+def test_spike_drive_moves_z_inf_and_tau_only_during_spikes_and_old_states_load_without_it():
     m = _trained_looking(False)
     v = torch.linspace(-110.0, 60.0, 341, dtype=torch.float64)
     z0 = m.rates(v)[0].detach()
@@ -77,8 +77,16 @@ def test_spike_drive_moves_z_inf_only_during_spikes_and_old_states_load_without_
     assert (z1 - z0)[sub].abs().max() < 5.0 * 1e-4  # sigma((-50 + 25) / 2.5) = 4.5e-5
     torch.testing.assert_close((z1 - z0)[v >= 20.0], torch.tensor([0.0, 0.0, 5.0, -5.0], dtype=torch.float64)
                                .expand(int((v >= 20.0).sum()), 4), atol=1e-6, rtol=0)
-    old = {k: val for k, val in m.state_dict().items() if k != "spike_dz"}
+    tau0 = m.rates(v)[1].detach()
+    m.spike_dlogtau.copy_(torch.tensor([0.0, -1.0, 0.0, 0.5], dtype=torch.float64))  # tau during spikes only
+    tau1 = m.rates(v)[1].detach()
+    assert ((tau1 / tau0 - 1.0)[sub].abs().max()) < 5.0 * 1e-4
+    ratio = ((tau1 - m.tau_min) / (tau0 - m.tau_min))[v >= 20.0]
+    torch.testing.assert_close(ratio, torch.exp(torch.tensor([0.0, -1.0, 0.0, 0.5], dtype=torch.float64))
+                               .expand(int((v >= 20.0).sum()), 4), atol=0, rtol=1e-5)
+    old = {k: val for k, val in m.state_dict().items() if k not in ("spike_dz", "spike_dlogtau")}
     fresh = LatentAxialCurrent(n_latent=4, v_min=-110.0, v_max=60.0, e0_mV=-70.0, seed=5, v_rest_mV=-68.0)
     fresh.load_state_dict(old)
-    assert fresh.spike_dz.abs().max() == 0
+    assert fresh.spike_dz.abs().max() == 0 and fresh.spike_dlogtau.abs().max() == 0
     torch.testing.assert_close(fresh.rates(v)[0], z0)
+    torch.testing.assert_close(fresh.rates(v)[1], tau0)

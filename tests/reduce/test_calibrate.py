@@ -126,6 +126,40 @@ def test_spike_drive_calibration_finds_the_drive_back_and_leaves_subthreshold_vo
     assert v0.max() < -55.0 and np.abs(v1 - v0).max() < 1e-4
 
 
+def test_spike_drive_and_tau_calibration_fits_counts_and_leaves_subthreshold_voltage_alone(h, mechanisms):
+    """parameters="spike_drive_tau": the drive d and the log time constant during spikes q of the slow latent."""
+    full = cells.build("ca1_pospischil")
+    desc = describe_soma(full)
+    del full
+
+    def model(drive_mV, dlogtau):
+        m = LatentAxialCurrent(n_latent=2, seed=1, v_rest_mV=-70.0, e0_mV=-70.0, tau_init_ms=[1.0, 40.0])
+        m.set_linear([0.008, 0.004], [0.6, 0.3], [0.0, 0.0], [1.0, 40.0])
+        m.spike_dz[1], m.spike_dlogtau[1] = drive_mV, dlogtau
+        return m
+
+    def runs(m, steps):
+        with candidate_cell(m, desc) as red:
+            return [simulate_voltage(red, s)[:2] for s in steps]
+
+    steps = [Step(amp_nA=a, delay_ms=20.0, dur_ms=300.0, tstop_ms=330.0) for a in (0.16, 0.22, 0.3)]
+    true = np.array([fractional_spike_count(t, v, 320.0) for t, v in runs(model(10.0, -1.0), steps)])
+    wrong = model(0.0, 0.0)
+    targets = [CalibrationTarget(s, s.delay_ms + s.dur_ms, c) for s, c in zip(steps, true)]
+    config = CalibrationConfig(parameters="spike_drive_tau", max_evals=40, spike_drive_step_mV=2.0,
+                               spike_tau_step=0.5, spike_drive_min_tau_ms=20.0,
+                               spike_drive_scale_mV=100.0, spike_tau_scale=10.0)  # weak pull to zero
+    rec = calibrate_current(wrong, targets, lambda m: candidate_cell(m, desc), config)
+    assert np.abs(rec["residuals_before"]).max() > 1.5
+    assert np.abs(rec["residuals_after"]).max() < 0.3
+    assert rec["spike_drive_mV"][0] == 0.0 and rec["spike_dlogtau"][0] == 0.0  # the fast latent untouched
+    assert rec["spike_drive_mV"][1] > 2.0 and rec["spike_dlogtau"][1] != 0.0
+    silent = Step(amp_nA=0.05, delay_ms=20.0, dur_ms=300.0, tstop_ms=330.0)
+    (t0, v0), = runs(model(0.0, 0.0), [silent])
+    (t1, v1), = runs(wrong, [silent])
+    assert v0.max() < -55.0 and np.abs(v1 - v0).max() < 1e-4
+
+
 def test_calibration_rejects_unknown_parameters():
     with pytest.raises(ValueError, match="spike_drive"):
         CalibrationConfig(parameters="tau")
