@@ -81,7 +81,7 @@ def add_subcommands(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("channel", metavar="CHANNEL", help="CHANNEL.mod file or mechanism name (e.g. hh)")
     c.add_argument("--mod-dir", action="append", default=[], metavar="DIR",
-                   help="folder of other .mod files compiled with the channel (repeatable)")
+                   help="folder of other .mod files compiled with the channel, or of files it INCLUDEs (repeatable)")
     c.add_argument("--out", required=True, metavar="CURVES.h5", help="output HDF5 file (the plot goes next to it, .png)")
     c.add_argument("--v-min", type=float, default=-100.0, help="lowest clamp voltage (mV)")
     c.add_argument("--v-max", type=float, default=60.0, help="highest clamp voltage (mV)")
