@@ -76,7 +76,9 @@ class ModInfo:
 
 
 def _strip_comments(text: str) -> str:
-    text = re.sub(r"(?ms)^\s*COMMENT\b.*?^\s*ENDCOMMENT\b", "", text)
+    from ..runtime.includes import without_comment_blocks
+
+    text = without_comment_blocks(text)
     text = re.sub(r"(?ms)\bVERBATIM\b.*?\bENDVERBATIM\b", "", text)
     return "\n".join(line.split(":", 1)[0] for line in text.splitlines())
 

@@ -73,11 +73,9 @@ def compile_mod_files(files: dict[str, str], *, include_dirs=(), verbose: bool =
     """
     import neuron
 
-    from ..runtime.includes import copy_included_files, included_files
+    from ..runtime.includes import copy_included_files, included_by
 
-    includes: dict[str, Path] = {}
-    for name, text in files.items():
-        includes.update(included_files(text, None, include_dirs, name=name))
+    includes = included_by(((text, None, name) for name, text in files.items()), include_dirs)
     hsh = hashlib.sha256()
     for name in sorted(files):
         hsh.update(name.encode() + b"\0" + files[name].encode() + b"\0")
@@ -113,12 +111,14 @@ def _declared_name(path=None, text: str | None = None) -> str | None:
     """The SUFFIX / POINT_PROCESS name declared in a MOD file or text (comments ignored), or None."""
     import re
 
+    from ..runtime.includes import without_comment_blocks
+
     if text is None:
         try:
             text = Path(path).read_text(errors="replace")
         except OSError:
             return None
-    text = re.sub(r"(?ms)^\s*COMMENT\b.*?^\s*ENDCOMMENT\b", "", text)
+    text = without_comment_blocks(text)
     text = "\n".join(line.split(":", 1)[0] for line in text.splitlines())
     m = re.search(r"\b(?:SUFFIX|POINT_PROCESS|ARTIFICIAL_CELL)\s+(\w+)", text)
     return m.group(1) if m else None

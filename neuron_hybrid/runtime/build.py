@@ -142,19 +142,10 @@ def _collect_mod_files(extra_mod_dirs) -> dict[str, Path | str]:
 
 def _collect_includes(files: dict[str, Path | str], extra_mod_dirs) -> dict[str, Path]:
     """{name as included: file} for the files that ``files`` INCLUDE (see :mod:`.includes`)."""
-    from .includes import included_files
+    from .includes import included_by
 
-    out: dict[str, Path] = {}
-    for src in files.values():
-        if not isinstance(src, Path):
-            continue
-        text = src.read_text(errors="replace")
-        for inc, path in included_files(text, src.parent, extra_mod_dirs, name=str(src)).items():
-            if inc in out and out[inc].read_bytes() != path.read_bytes():
-                raise BuildError(f'two different files are included as "{inc}": {out[inc]} and {path}; MOD files '
-                                 "compiled together share one folder, so rename one of them")
-            out[inc] = path
-    return out
+    return included_by(((src.read_text(errors="replace"), src.parent, str(src)) for src in files.values()
+                        if isinstance(src, Path)), extra_mod_dirs)
 
 
 def _torch_flags():

@@ -11,11 +11,16 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["included_files", "copy_included_files"]
+__all__ = ["included_files", "included_by", "copy_included_files", "without_comment_blocks"]
 
 _COMMENT_BLOCK = re.compile(r"(?ms)^\s*COMMENT\b.*?^\s*ENDCOMMENT\b")
 _NMODL_INCLUDE = re.compile(r'(?m)^\s*INCLUDE\s+"([^"]+)"')
 _C_INCLUDE = re.compile(r'(?m)^\s*#\s*include\s+"([^"]+)"')
+
+
+def without_comment_blocks(text: str) -> str:
+    """MOD text without its COMMENT ... ENDCOMMENT blocks."""
+    return _COMMENT_BLOCK.sub("", text)
 
 
 def _search_dirs(own_dir: Path | None, search_dirs) -> list[Path]:
@@ -41,7 +46,7 @@ def included_files(text: str, own_dir=None, search_dirs=(), *, name: str = "the 
     todo = [(text, Path(own_dir) if own_dir is not None else None, name)]
     while todo:
         src, here, who = todo.pop()
-        src = _COMMENT_BLOCK.sub("", src)
+        src = without_comment_blocks(src)
         dirs = _search_dirs(here, search_dirs)
         for pattern, required in ((_NMODL_INCLUDE, True), (_C_INCLUDE, False)):
             for inc in pattern.findall(src):
@@ -59,6 +64,21 @@ def included_files(text: str, own_dir=None, search_dirs=(), *, name: str = "the 
                 found[inc] = path
                 todo.append((path.read_text(errors="replace"), path.parent, str(path)))
     return found
+
+
+def included_by(sources, search_dirs=()) -> dict[str, Path]:
+    """:func:`included_files` of several MOD files compiled together, merged. sources: ``(text, own_dir, name)``
+    per MOD file. Two different files included under one name raise ``BuildError`` (they would share a folder)."""
+    from .build import BuildError
+
+    out: dict[str, Path] = {}
+    for text, own_dir, name in sources:
+        for inc, path in included_files(text, own_dir, search_dirs, name=name).items():
+            if inc in out and out[inc].read_bytes() != path.read_bytes():
+                raise BuildError(f'two different files are included as "{inc}": {out[inc]} and {path}; MOD files '
+                                 "compiled together share one folder, so rename one of them")
+            out[inc] = path
+    return out
 
 
 def copy_included_files(includes: dict[str, Path], mod_dir: Path) -> None:
